@@ -1,0 +1,38 @@
+"""asgi-sse: Server-Sent Events for any ASGI application.
+
+Typed pydantic events encoded straight to bytes, merged streams, a streaming response
+that cleans up on disconnect and shutdown, an endpoint app and a middleware that mount
+into any ASGI framework, and a streaming test client (`asgi_sse.testing`).
+"""
+
+from ._endpoint import ClientDisconnected, SSEEndpoint, SSERequest
+from ._errors import InvalidEventError, SSEError
+from ._events import BaseEvent, event_stream
+from ._merge import Merged, merge
+from ._middleware import SSEMiddleware
+from ._parser import Comment, EventStreamParser, ParsedEvent
+from ._response import EventSourceResponse
+from ._shutdown import GracefulShutdown, ShutdownSignal
+from ._version import __version__
+from ._wire import ServerSentEvent
+
+__all__ = (
+    "BaseEvent",
+    "ClientDisconnected",
+    "Comment",
+    "EventSourceResponse",
+    "EventStreamParser",
+    "GracefulShutdown",
+    "InvalidEventError",
+    "Merged",
+    "ParsedEvent",
+    "SSEEndpoint",
+    "SSEError",
+    "SSEMiddleware",
+    "SSERequest",
+    "ServerSentEvent",
+    "ShutdownSignal",
+    "__version__",
+    "event_stream",
+    "merge",
+)

@@ -1,0 +1,235 @@
+"""SSEEndpoint: an ASGI app that builds one event stream per request from a handler.
+
+The handler gets a small read-only `SSERequest` (method, path, query, headers,
+`last_event_id`, and the body for POST streams) and returns the stream. Everything
+per request lives in locals of `__call__`, so one endpoint serves any number of
+concurrent requests and can be mounted under any framework's "mount an ASGI app".
+
+Imports the response layer; no framework.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from functools import cached_property
+from typing import Any, cast
+from urllib.parse import parse_qsl
+
+from ._errors import SSEError
+from ._response import EventSourceResponse, EventStream, HeadersLike
+from ._types import ASGIReceiveCallable, ASGISendCallable, Scope
+
+__all__ = ("ClientDisconnected", "Handler", "SSEEndpoint", "SSERequest", "app_path")
+
+_log = logging.getLogger("asgi_sse")
+
+#: What a handler may return: a stream, a ready response (custom status or headers), or
+#: None for "204 No Content" - which tells a browser's EventSource to stop reconnecting.
+HandlerResult = EventStream | EventSourceResponse | None
+Handler = Callable[["SSERequest"], HandlerResult | Awaitable[HandlerResult]]
+
+
+class ClientDisconnected(SSEError):
+    """The client went away while the request body was being read."""
+
+
+def app_path(scope: Mapping[str, Any]) -> str:
+    """The request path relative to where the app is mounted (`root_path` removed).
+
+    Note: servers and frameworks disagree on whether `path` includes `root_path`
+    (uvicorn >= 0.26 and Starlette's Mount include it; older servers do not), so it is
+    removed only when present.
+    """
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
+class SSERequest:
+    """A read-only view of the HTTP request that opened an event stream."""
+
+    __slots__ = ("__dict__", "_last_event_id_param", "_receive", "scope")
+
+    def __init__(
+        self, scope: Scope, receive: ASGIReceiveCallable, *, last_event_id_param: str = ""
+    ) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._last_event_id_param = last_event_id_param
+
+    @property
+    def method(self) -> str:
+        return cast(str, self.scope.get("method", "GET"))
+
+    @property
+    def path(self) -> str:
+        """The path relative to the mount point (see `app_path`)."""
+        return app_path(cast(Mapping[str, Any], self.scope))
+
+    @cached_property
+    def query_params(self) -> Mapping[str, str]:
+        """Query parameters; the first value wins for repeated names."""
+        params: dict[str, str] = {}
+        for name, value in self.query_list:
+            params.setdefault(name, value)
+        return params
+
+    @cached_property
+    def query_list(self) -> list[tuple[str, str]]:
+        """Every query parameter in order, repeated names included."""
+        raw = cast(bytes, self.scope.get("query_string", b"")).decode("latin-1")
+        return parse_qsl(raw, keep_blank_values=True)
+
+    @cached_property
+    def headers(self) -> Mapping[str, str]:
+        """Request headers with lower-case names; repeated headers joined by ", "."""
+        result: dict[str, str] = {}
+        for raw_name, raw_value in cast(Any, self.scope).get("headers", ()):
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            result[name] = f"{result[name]}, {value}" if name in result else value
+        return result
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The `Last-Event-ID` header a reconnecting browser sends (WHATWG HTML 9.2.4),
+        else the query parameter named by the endpoint's `last_event_id_param` (for a
+        first connection that resumes, e.g. ``/events?lastEventId=42``), else None."""
+        header = self.headers.get("last-event-id")
+        if header is not None:
+            return header
+        if self._last_event_id_param:
+            return self.query_params.get(self._last_event_id_param)
+        return None
+
+    async def body(self) -> bytes:
+        """The whole request body (for streams opened by POST, e.g. MCP).
+
+        Call it before the stream starts. Raises `ClientDisconnected` if the client
+        leaves first.
+        """
+        chunks: list[bytes] = []
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected("the client disconnected before sending its body")
+            if message["type"] == "http.request":
+                # Both keys are optional in the ASGI spec (defaults b"" and False).
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+
+
+class SSEEndpoint:
+    """An ASGI application that streams whatever ``handler(request)`` returns.
+
+    ``handler`` may be an async generator function, a function returning an async
+    iterable, or an async function returning one (to read the body or check the
+    request first). It may also return an `EventSourceResponse` (own status or
+    headers) or None (204 No Content: a browser stops reconnecting). The options are
+    those of `EventSourceResponse`. ``methods`` limits the HTTP methods (405 otherwise).
+
+    A handler error before the stream starts is logged and answered with 500.
+    Websocket scopes are refused; lifespan scopes are answered, so the endpoint also
+    runs standalone under uvicorn or hypercorn.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        ping: float | None = 15.0,
+        send_timeout: float | None = 30.0,
+        headers: HeadersLike | None = None,
+        methods: tuple[str, ...] | None = None,
+        last_event_id_param: str = "lastEventId",
+    ) -> None:
+        self.handler = handler
+        self.ping = ping
+        self.send_timeout = send_timeout
+        self.headers = headers
+        self.methods = None if methods is None else tuple(m.upper() for m in methods)
+        self.last_event_id_param = last_event_id_param
+        # Fail at startup, not on the first request, for bad options.
+        EventSourceResponse((), headers=headers, ping=ping, send_timeout=send_timeout)  # type: ignore[arg-type]
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "lifespan":
+            await _answer_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1000, "reason": ""})
+            return
+        if self.methods is not None and scope["method"] not in self.methods:
+            allow = ", ".join(self.methods).encode()
+            await _plain(send, 405, b"Method Not Allowed", [(b"allow", allow)])
+            return
+        request = SSERequest(scope, receive, last_event_id_param=self.last_event_id_param)
+        try:
+            result = self.handler(request)
+            if inspect.isawaitable(result):
+                result = await result
+        except ClientDisconnected:
+            return
+        except Exception:
+            _log.exception("asgi_sse: the handler for %s raised", request.path)
+            await _plain(send, 500, b"Internal Server Error")
+            return
+        if result is None:
+            await _plain(send, 204, b"")
+            return
+        if isinstance(result, EventSourceResponse):
+            response = result
+        elif not hasattr(type(result), "__aiter__"):
+            # Found out before the 200 goes out: a 500 makes a browser's EventSource stop,
+            # where an empty 200 stream would make it reconnect forever.
+            _log.error(
+                "asgi_sse: the handler for %s returned %s; return an async iterable "
+                "(e.g. an async generator), an EventSourceResponse or None",
+                request.path,
+                type(result).__name__,
+            )
+            await _plain(send, 500, b"Internal Server Error")
+            return
+        else:
+            response = EventSourceResponse(
+                result,
+                headers=self.headers,
+                ping=self.ping,
+                send_timeout=self.send_timeout,
+            )
+        await response(scope, receive, send)
+
+
+async def _plain(
+    send: ASGISendCallable,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    base = [(b"content-type", b"text/plain; charset=utf-8")] if body else []
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": base + (headers or []),
+            "trailers": False,
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _answer_lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,193 @@
+"""merge(): several async streams into one, with an anyio task group.
+
+The classic trap: an async *generator* that yields from inside a task group leaves the
+group's cancel scope open on whatever task happens to iterate it, and closing it from
+elsewhere (or after the consumer moved on) breaks cancel-scope nesting. So `merge()`
+returns an object whose task group lives exactly as long as an ``async with`` block in
+the consumer's own task; iterating it without entering it is an error with a clear
+message. `EventSourceResponse` enters it for you. `aclose()` only *requests* the end
+(cancels the group's scope), so it is safe to call from any task.
+
+Contract (DESIGN.md): items as they arrive; ends when every source ended; the first
+source error cancels the others and is raised as itself (never an ExceptionGroup);
+leaving the block cancels every source and runs its cleanup; memory is bounded - a
+rendezvous channel holds no item, so each source is at most one item ahead.
+
+Imports anyio only.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterable, AsyncIterator
+from types import TracebackType
+from typing import Any, Generic, TypeVar, overload
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = ("Merged", "merge")
+
+T = TypeVar("T")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+
+
+class Merged(Generic[T]):
+    """The merged stream returned by `merge()`: ``async with merged: async for ...``."""
+
+    __slots__ = ("_entered", "_error", "_receive", "_sources", "_task_group")
+
+    def __init__(self, sources: tuple[AsyncIterable[T], ...]) -> None:
+        self._sources = sources
+        self._task_group: TaskGroup | None = None
+        self._receive: MemoryObjectReceiveStream[T] | None = None
+        self._error: BaseException | None = None
+        self._entered = False
+
+    async def __aenter__(self) -> Merged[T]:
+        if self._entered:
+            raise RuntimeError("a merged stream can be entered only once")
+        self._entered = True
+        send, self._receive = anyio.create_memory_object_stream[T](0)
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        with send:
+            for source in self._sources:
+                task_group.start_soon(self._run_source, source, send.clone())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        task_group = self._task_group
+        assert task_group is not None
+        # Leaving early (consumer done, client gone, error): end every source now.
+        task_group.cancel_scope.cancel()
+        try:
+            suppressed = await task_group.__aexit__(exc_type, exc, traceback)
+        except BaseExceptionGroup as group:
+            # The sources catch their own errors, so a group here holds only the
+            # consumer's exception: let it propagate as itself.
+            if exc is not None and list(group.exceptions) == [exc]:
+                return False
+            raise
+        finally:
+            assert self._receive is not None
+            self._receive.close()
+        if self._error is not None:
+            # The first source error, as itself; what the consumer saw was only the
+            # cancellation it caused.
+            raise self._error
+        return bool(suppressed)
+
+    def __aiter__(self) -> Merged[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        receive = self._receive
+        if receive is None:
+            msg = (
+                "merge() runs its sources in a task group: use `async with merge(...) as "
+                "events: async for event in events: ...`, or hand it to "
+                "EventSourceResponse, which enters it for you"
+            )
+            raise RuntimeError(msg)
+        try:
+            return await receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    def next_nowait(self) -> T:
+        """The next item if one is ready now.
+
+        Raises:
+            anyio.WouldBlock: when no source has an item ready.
+            StopAsyncIteration: when every source ended.
+        """
+        if self._receive is None:
+            raise anyio.WouldBlock
+        try:
+            return self._receive.receive_nowait()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        """Ask the merged stream to end; safe from any task. The sources are cancelled
+        and cleaned up when the ``async with`` block that entered it is left."""
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+        if self._receive is not None:
+            self._receive.close()
+
+    async def _run_source(self, source: AsyncIterable[T], send: MemoryObjectSendStream[T]) -> None:
+        try:
+            with send:
+                if hasattr(type(source), "__aenter__"):  # a nested merge(), for one
+                    async with source as entered:  # type: ignore[attr-defined]
+                        await _forward(entered, send)
+                else:
+                    await _forward(source, send)
+        except anyio.BrokenResourceError:
+            pass  # the consumer closed the merged stream: a normal end for a source
+        except Exception as exc:
+            if self._error is None:
+                self._error = exc
+            assert self._task_group is not None
+            self._task_group.cancel_scope.cancel()
+
+
+async def _forward(source: AsyncIterable[T], send: MemoryObjectSendStream[T]) -> None:
+    iterator: AsyncIterator[T] = aiter(source)
+    try:
+        async for item in iterator:
+            await send.send(item)
+    finally:
+        # A source parked at its yield (waiting for the consumer) is not reached by the
+        # cancellation: close it so that its finally blocks run too.
+        aclose: Any = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+@overload
+def merge(s1: AsyncIterable[T1], /) -> Merged[T1]: ...
+@overload
+def merge(s1: AsyncIterable[T1], s2: AsyncIterable[T2], /) -> Merged[T1 | T2]: ...
+@overload
+def merge(
+    s1: AsyncIterable[T1], s2: AsyncIterable[T2], s3: AsyncIterable[T3], /
+) -> Merged[T1 | T2 | T3]: ...
+@overload
+def merge(
+    s1: AsyncIterable[T1],
+    s2: AsyncIterable[T2],
+    s3: AsyncIterable[T3],
+    s4: AsyncIterable[T4],
+    /,
+) -> Merged[T1 | T2 | T3 | T4]: ...
+@overload
+def merge(*streams: AsyncIterable[T]) -> Merged[T]: ...
+def merge(*streams: AsyncIterable[Any]) -> Merged[Any]:
+    """Merge async streams into one that yields items as they arrive.
+
+    Use it as ``async with merge(a, b) as events: async for event in events: ...``, or
+    pass it to `EventSourceResponse`, which enters it. Item types are kept: merging a
+    stream of `Echo` with a stream of `ReverseEcho` gives ``Merged[Echo | ReverseEcho]``.
+
+    Raises:
+        RuntimeError: when iterated without being entered, or entered twice.
+        Exception: the first exception raised by any source, unwrapped, after the other
+            sources were cancelled and closed.
+    """
+    return Merged(streams)

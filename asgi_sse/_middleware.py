@@ -1,0 +1,71 @@
+"""SSEMiddleware: serve event-stream routes in front of any ASGI application.
+
+Pure ASGI middleware in Starlette's shape: `__init__(app, **options)`, and a `__call__`
+whose first decision passes every scope that is not one of its routes (other HTTP
+paths, websocket, lifespan) to the wrapped app untouched. Stateless: routes are fixed
+at construction, per-request state lives in `SSEEndpoint.__call__`'s locals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from ._endpoint import Handler, SSEEndpoint, app_path
+from ._response import HeadersLike
+from ._types import ASGIReceiveCallable, ASGISendCallable, Scope
+
+__all__ = ("SSEMiddleware",)
+
+ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Any]
+
+
+class SSEMiddleware:
+    """Serve ``routes`` (exact path -> handler or `SSEEndpoint`) as event streams.
+
+    Paths are matched exactly, relative to the app's `root_path`. Handlers are wrapped
+    in `SSEEndpoint` with the given options (``ping``, ``send_timeout``, ``headers``,
+    ``methods``, ``last_event_id_param``); pass an `SSEEndpoint` to set them per route.
+
+    Raises:
+        ValueError: at construction, for a route that does not start with "/".
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Mapping[str, Handler | SSEEndpoint],
+        *,
+        ping: float | None = 15.0,
+        send_timeout: float | None = 30.0,
+        headers: HeadersLike | None = None,
+        methods: tuple[str, ...] | None = None,
+        last_event_id_param: str = "lastEventId",
+    ) -> None:
+        self.app = app
+        self.routes: dict[str, SSEEndpoint] = {}
+        for path, target in routes.items():
+            if not path.startswith("/"):
+                raise ValueError(f"route {path!r} must start with '/'")
+            self.routes[path] = (
+                target
+                if isinstance(target, SSEEndpoint)
+                else SSEEndpoint(
+                    target,
+                    ping=ping,
+                    send_timeout=send_timeout,
+                    headers=headers,
+                    methods=methods,
+                    last_event_id_param=last_event_id_param,
+                )
+            )
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "http":
+            endpoint = self.routes.get(app_path(cast(Mapping[str, Any], scope)))
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

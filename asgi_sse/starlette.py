@@ -1,0 +1,68 @@
+"""The streaming response as a Starlette `Response`, for Starlette and FastAPI routes.
+
+FastAPI passes a route's return value through untouched only when it is an instance of
+Starlette's `Response`; anything else it serialises as JSON. This adapter is such an
+instance and delegates the actual streaming to the pure-ASGI core, so the core never
+imports Starlette. Only this module does: import it only where Starlette is installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ._response import EventSourceResponse as _CoreResponse
+from ._response import EventStream, build_headers
+
+__all__ = ("EventSourceResponse",)
+
+
+class EventSourceResponse(Response):
+    """`asgi_sse.EventSourceResponse` as a Starlette `Response`.
+
+    Same arguments and behaviour as the core class, plus Starlette's ``background``. The
+    stream is the first argument, named ``content`` as in Starlette's `Response`, so the
+    class also works as a FastAPI ``response_class`` of an async generator route.
+    Headers added later through ``response.headers`` are sent too (FastAPI adds an
+    injected `Response` parameter's headers that way only to responses it builds itself,
+    e.g. as a generator route's ``response_class``; a route that returns this response
+    passes them on with ``headers=response.headers``).
+
+    Raises:
+        ValueError: at construction, for headers that cannot be sent.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        content: EventStream,
+        status_code: int = 200,
+        *,
+        headers: Mapping[str, str] | None = None,
+        ping: float | None = 15.0,
+        send_timeout: float | None = 30.0,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self.stream = content
+        self.status_code = status_code
+        self.background = background
+        self.ping = ping
+        self.send_timeout = send_timeout
+        self.raw_headers = build_headers(headers)
+        self.body = b""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = _CoreResponse(
+            self.stream,
+            status_code=self.status_code,
+            headers=self.raw_headers,
+            ping=self.ping,
+            send_timeout=self.send_timeout,
+        )
+        await response(scope, receive, send)  # type: ignore[arg-type]
+        if self.background is not None:
+            await self.background()

@@ -1,0 +1,308 @@
+"""Reporting: medians and ratios, markdown tables, RESULTS.md and the PNG chart.
+
+Raw results come in as `Runs`: scenario -> subject (server or encoder) -> one dict of
+measurements per round (None where that run failed). A figure is the median over the
+rounds; a ratio is the median over the rounds of (subject / reference) measured in the
+same round, because these machines are noisy and ratios are what count.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = (
+    "SCENARIOS",
+    "Runs",
+    "markdown_tables",
+    "median_metric",
+    "median_ratio",
+    "write_chart",
+    "write_results",
+)
+
+Runs = dict[str, dict[str, list[dict[str, Any] | None]]]
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # in the measurement dicts
+    label: str
+    fmt: str = "{:,.0f}"
+    scale: float = 1.0
+    ratio: bool = False  # also show median(subject / reference)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    reference: str
+    metrics: tuple[Metric, ...]
+    chart_metric: str  # key of the metric charted as a ratio
+    chart_title: str
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "burst": Scenario(
+        "Burst: one connection, events as fast as possible",
+        "minimal",
+        (
+            Metric("events_per_s", "events/s", ratio=True),
+            Metric("mib_per_s", "MiB/s", "{:,.1f}"),
+        ),
+        "events_per_s",
+        "burst events/s (higher is better)",
+    ),
+    "fanout": Scenario(
+        "Fan-out: subscribers to one 10 Hz ticker",
+        "minimal",
+        (
+            Metric("delivered_per_s", "delivered events/s"),
+            Metric("server_cpu_us_per_event", "server CPU µs/event", "{:.2f}", ratio=True),
+            Metric("server_cpu_share", "server CPU", "{:.0%}"),
+            Metric("p50_ms", "p50 latency ms", "{:.1f}"),
+            Metric("p99_ms", "p99 latency ms", "{:.1f}"),
+            Metric("client_cpu_share", "load generator CPU", "{:.0%}"),
+        ),
+        "server_cpu_us_per_event",
+        "fan-out server CPU per event (lower is better)",
+    ),
+    "idle": Scenario(
+        "Idle: open streams that send nothing",
+        "minimal",
+        (
+            Metric("rss_per_conn", "RSS KiB/conn", "{:.1f}", scale=1 / 1024, ratio=True),
+            Metric("tasks_per_conn", "asyncio tasks/conn", "{:.2f}"),
+        ),
+        "rss_per_conn",
+        "idle memory per connection (lower is better)",
+    ),
+    "encode": Scenario(
+        "Encode: typed event to bytes, construction included (in-process)",
+        "hand-written",
+        (Metric("events_per_s", "events/s", ratio=True),),
+        "events_per_s",
+        "encode events/s (higher is better)",
+    ),
+}
+
+
+def median_metric(rounds: Sequence[dict[str, Any] | None], key: str) -> float | None:
+    values = [r[key] for r in rounds if r is not None and r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def median_ratio(
+    rounds: Sequence[dict[str, Any] | None],
+    reference: Sequence[dict[str, Any] | None],
+    key: str,
+) -> float | None:
+    """Median over rounds of subject/reference, pairing the runs of the same round."""
+    ratios = [
+        r[key] / ref[key]
+        for r, ref in zip(rounds, reference, strict=False)  # no reference: no ratio
+        if r is not None and ref is not None and r.get(key) and ref.get(key)
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+def markdown_tables(runs: Runs) -> str:
+    """One markdown table per scenario that ran."""
+    parts: list[str] = []
+    for name, scenario in SCENARIOS.items():
+        subjects = runs.get(name)
+        if not subjects:
+            continue
+        reference = subjects.get(scenario.reference, [])
+        header = ["", "runs"]
+        for metric in scenario.metrics:
+            header.append(metric.label)
+            if metric.ratio:
+                header.append(f"{TIMES} {scenario.reference}")
+        rows = [header, ["---"] * len(header)]
+        for subject, rounds in subjects.items():
+            ok = sum(r is not None for r in rounds)
+            row = [f"`{subject}`", f"{ok}/{len(rounds)}"]
+            for metric in scenario.metrics:
+                value = median_metric(rounds, metric.key)
+                row.append(_cell(None if value is None else value * metric.scale, metric.fmt))
+                if metric.ratio:
+                    ratio = median_ratio(rounds, reference, metric.key)
+                    row.append(_cell(ratio, "{:.2f}" + TIMES))
+            rows.append(row)
+        table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+        parts.append(f"### {scenario.title}\n\n{table}\n")
+    return "\n".join(parts)
+
+
+def machine_description() -> list[str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    meminfo = Path("/proc/meminfo").read_text().split("\n", 1)[0].split(":")[1].strip()
+    return [
+        f"CPU: {fields.get('model name', '?')}, {os.cpu_count()} logical CPUs, "
+        f"{fields.get('cpu MHz', '?')} MHz, cache {fields.get('cache size', '?')}",
+        f"Memory: {meminfo}",
+        f"OS: {platform.platform()}",
+        f"Python: {platform.python_version()} ({platform.python_implementation()})",
+    ]
+
+
+_KEY_PACKAGES = (
+    "asgi-sse",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "pydantic",
+    "pydantic-core",
+    "anyio",
+    "starlette",
+    "sse-starlette",
+    "fastapi",
+    "litestar",
+)
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_revision(repo: Path) -> str:
+    """`abc1234`, plus a warning when the library has uncommitted changes."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10
+        )
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "asgi_sse", "pyproject.toml")
+    except (OSError, subprocess.SubprocessError):
+        return "`unknown`"
+    if head.returncode != 0:
+        return "`unknown`"
+    revision = f"`{head.stdout.strip()}`"
+    return revision + (" (asgi_sse/ with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def write_results(
+    path: Path,
+    *,
+    runs: Runs,
+    command: str,
+    settings: str,
+    seconds: float,
+    notes: Sequence[str],
+    chart: Path | None,
+) -> None:
+    """RESULTS.md: what ran where, the tables, the notes, every package version."""
+    all_packages = sorted(
+        {(d.metadata["Name"], d.version) for d in importlib.metadata.distributions()},
+        key=lambda item: item[0].lower(),
+    )
+    lines = [
+        "# asgi-sse benchmark results",
+        "",
+        "Generated by `benchmarks/run.py`; do not edit by hand. Every figure is the median",
+        "over the runs; every ratio is the median of the per-round ratios to the reference",
+        "(`minimal`, or the hand-written encoder) measured in the same round.",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        f"Settings: {settings}. Wall time: {seconds / 60:.1f} min. "
+        f"Repository at {_git_revision(Path(__file__).resolve().parent.parent)}.",
+        "",
+        "## Machine",
+        "",
+        *[f"- {line}" for line in machine_description()],
+        "- Servers under uvicorn: one worker, uvloop, httptools, logs off, 127.0.0.1; "
+        "server pinned to CPU 0 and load generator to CPU 1 with `taskset`.",
+        "",
+        "Key versions: " + ", ".join(f"{p} {_version(p)}" for p in _KEY_PACKAGES) + ".",
+        "",
+        "## Results",
+        "",
+        markdown_tables(runs),
+    ]
+    if chart is not None:
+        lines += [f"![ratios to minimal]({chart.name})", ""]
+    if notes:
+        lines += ["## Notes", "", *[f"- {note}" for note in notes], ""]
+    lines += [
+        "## Every installed package",
+        "",
+        "<details><summary>pip list of the venv that ran this</summary>",
+        "",
+        *[f"- {name} {version}" for name, version in all_packages],
+        "",
+        "</details>",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def write_chart(path: Path, runs: Runs, exclude: Sequence[str] = ("ceiling",)) -> None:
+    """One panel per scenario: each subject's ratio to the reference, as bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(name, s) for name, s in SCENARIOS.items() if runs.get(name)]
+    if not panels:
+        return
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(5.2 * columns, 3.4 * rows), squeeze=False, layout="constrained"
+    )
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (name, scenario) in zip(flat, panels, strict=False):
+        subjects = runs[name]
+        reference = subjects.get(scenario.reference, [])
+        labels: list[str] = []
+        ratios: list[float] = []
+        for subject, rounds in subjects.items():
+            ratio = median_ratio(rounds, reference, scenario.chart_metric)
+            if subject in exclude or ratio is None:
+                continue
+            labels.append(subject)
+            ratios.append(ratio)
+        positions = list(range(len(labels)))
+        colors = ["#d95f02" if label.startswith("asgi_sse") else "#7570b3" for label in labels]
+        ax.barh(positions, ratios, color=colors)
+        ax.set_yticks(positions, labels)
+        ax.invert_yaxis()
+        ax.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
+        for position, ratio in zip(positions, ratios, strict=True):
+            ax.text(ratio, position, f" {ratio:.2f}{TIMES}", va="center", fontsize=8)
+        ax.set_xlim(0, max([*ratios, 1.0]) * 1.25)
+        ax.set_title(scenario.chart_title, fontsize=9)
+        ax.set_xlabel(f"{TIMES} {scenario.reference}", fontsize=8)
+        ax.tick_params(labelsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

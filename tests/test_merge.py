@@ -1,0 +1,200 @@
+"""merge(): the DESIGN.md contract, point by point, on asyncio and trio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.lowlevel
+import pytest
+from pydantic import BaseModel
+from typing_extensions import assert_type
+
+from asgi_sse import BaseEvent, EventSourceResponse, Merged, merge
+from asgi_sse.testing import connect
+
+pytestmark = pytest.mark.anyio
+
+
+async def gated(name: str, gates: list[anyio.Event], log: list[str]) -> AsyncIterator[str]:
+    """Yield name:i after gate i opens; record the cleanup."""
+    try:
+        for i, gate in enumerate(gates):
+            await gate.wait()
+            yield f"{name}:{i}"
+    finally:
+        log.append(f"{name} closed")
+
+
+async def test_items_arrive_in_arrival_order_and_stream_ends_when_all_end() -> None:
+    a_gates = [anyio.Event() for _ in range(2)]
+    b_gates = [anyio.Event() for _ in range(2)]
+    log: list[str] = []
+    got: list[str] = []
+    async with merge(gated("a", a_gates, log), gated("b", b_gates, log)) as merged:
+        for gate in (b_gates[0], a_gates[0], a_gates[1], b_gates[1]):
+            gate.set()
+            got.append(await merged.__anext__())
+        with pytest.raises(StopAsyncIteration):
+            await merged.__anext__()
+    assert got == ["b:0", "a:0", "a:1", "b:1"]
+    assert sorted(log) == ["a closed", "b closed"]
+
+
+async def test_first_error_cancels_others_and_propagates_unwrapped() -> None:
+    log: list[str] = []
+    boom = anyio.Event()
+
+    async def failing() -> AsyncIterator[str]:
+        yield "f:0"
+        await boom.wait()
+        raise KeyError("source failed")
+
+    with pytest.raises(KeyError, match="source failed"):
+        async with merge(failing(), gated("slow", [anyio.Event()], log)) as merged:
+            assert await merged.__anext__() == "f:0"
+            boom.set()
+            async for _ in merged:
+                pass  # pragma: no cover
+    assert log == ["slow closed"]
+
+
+async def test_source_raises_while_another_is_parked_at_yield() -> None:
+    """One source waits at its yield (the consumer has not taken its item) when the
+    other fails: the parked one must be closed too, and the error come out as itself."""
+    log: list[str] = []
+    fail = anyio.Event()
+    parked = anyio.Event()
+
+    async def eager() -> AsyncIterator[str]:
+        try:
+            parked.set()
+            yield "eager"  # nobody receives this: parked here
+            yield "never"  # pragma: no cover
+        finally:
+            log.append("eager closed")
+
+    async def failing() -> AsyncIterator[str]:
+        await fail.wait()
+        raise ValueError("bad source")
+        yield ""  # pragma: no cover
+
+    with pytest.raises(ValueError, match="bad source"):
+        async with merge(eager(), failing()):
+            with anyio.fail_after(5):
+                await parked.wait()
+            fail.set()
+            await anyio.sleep_forever()
+    assert log == ["eager closed"]
+
+
+async def test_leaving_early_cancels_every_source_and_runs_cleanup() -> None:
+    log: list[str] = []
+
+    async def endless(name: str) -> AsyncIterator[str]:
+        try:
+            while True:
+                yield name
+                await anyio.lowlevel.checkpoint()
+        finally:
+            log.append(f"{name} closed")
+
+    blocked_gate = anyio.Event()
+    async with merge(endless("a"), endless("b"), gated("blocked", [blocked_gate], log)) as merged:
+        async for item in merged:
+            if item == "b":
+                break
+    assert sorted(log) == ["a closed", "b closed", "blocked closed"]
+
+
+async def test_memory_is_bounded_by_backpressure() -> None:
+    produced = 0
+
+    async def fast() -> AsyncIterator[int]:
+        nonlocal produced
+        while True:
+            produced += 1
+            yield produced
+
+    async with merge(fast()) as merged:
+        for expected in range(1, 51):
+            assert await merged.__anext__() == expected
+            await anyio.sleep(0.001)
+            # a rendezvous channel: the source is at most one item ahead
+            assert produced <= expected + 1
+
+
+async def test_iterating_without_entering_is_a_clear_error() -> None:
+    merged = merge(gated("a", [], []))
+    with pytest.raises(RuntimeError, match="async with merge"):
+        await merged.__anext__()
+
+
+async def test_entering_twice_is_an_error() -> None:
+    merged = merge(gated("a", [], []))
+    async with merged:
+        with pytest.raises(RuntimeError, match="once"):
+            await merged.__aenter__()
+
+
+async def test_aclose_from_another_task_is_safe() -> None:
+    log: list[str] = []
+    got: list[str] = []
+    async with merge(gated("a", [anyio.Event()], log)) as merged:
+        async with anyio.create_task_group() as task_group:
+
+            async def consume() -> None:
+                got.extend([item async for item in merged])
+
+            task_group.start_soon(consume)
+            await anyio.sleep(0.01)
+            await merged.aclose()  # a different task than the consumer
+    assert got == []
+    assert log == ["a closed"]
+
+
+async def test_nested_merge() -> None:
+    async def one(value: str) -> AsyncIterator[str]:
+        yield value
+
+    async with merge(merge(one("a"), one("b")), one("c")) as merged:
+        assert sorted([item async for item in merged]) == ["a", "b", "c"]
+
+
+async def test_client_disconnect_while_a_source_is_blocked_in_an_await() -> None:
+    log: list[str] = []
+    first = anyio.Event()
+    first.set()
+    app = EventSourceResponse(
+        merge(gated("a", [first, anyio.Event()], log), gated("b", [anyio.Event()], log))
+    )
+    async with connect(app) as response:
+        assert (await response.next_event()).data == "a:0"
+        await response.disconnect()
+    assert sorted(log) == ["a closed", "b closed"]
+
+
+class Payload(BaseModel):
+    text: str
+
+
+class Echo(BaseEvent[Payload]):
+    pass
+
+
+class ReverseEcho(BaseEvent[Payload]):
+    pass
+
+
+async def test_merging_typed_streams_keeps_their_types() -> None:
+    async def echoes() -> AsyncIterator[Echo]:
+        yield Echo(data=Payload(text="hi"))
+
+    async def reverses() -> AsyncIterator[ReverseEcho]:
+        yield ReverseEcho(data=Payload(text="ih"))
+
+    merged = merge(echoes(), reverses())
+    assert_type(merged, Merged[Echo | ReverseEcho])
+    async with merged:
+        names = sorted([type(event).__name__ async for event in merged])
+    assert names == ["Echo", "ReverseEcho"]

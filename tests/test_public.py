@@ -1,0 +1,86 @@
+"""The public surface is what it claims, and the layers import only what they may."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import asgi_sse
+
+EXPECTED = {
+    "BaseEvent",
+    "ClientDisconnected",
+    "Comment",
+    "EventSourceResponse",
+    "EventStreamParser",
+    "GracefulShutdown",
+    "InvalidEventError",
+    "Merged",
+    "ParsedEvent",
+    "SSEEndpoint",
+    "SSEError",
+    "SSEMiddleware",
+    "SSERequest",
+    "ServerSentEvent",
+    "ShutdownSignal",
+    "__version__",
+    "event_stream",
+    "merge",
+}
+
+
+def test_public_names() -> None:
+    assert isinstance(asgi_sse.__all__, tuple)
+    assert set(asgi_sse.__all__) == EXPECTED
+    for name in asgi_sse.__all__:
+        assert getattr(asgi_sse, name) is not None
+    public_modules = {n for n in dir(asgi_sse) if not n.startswith("_") and n not in EXPECTED}
+    # only subpackages/modules meant to be imported by path may show up besides __all__
+    assert public_modules <= {"demo", "testing", "starlette"}
+
+
+def test_error_hierarchy() -> None:
+    assert issubclass(asgi_sse.InvalidEventError, asgi_sse.SSEError)
+    assert issubclass(asgi_sse.InvalidEventError, ValueError)
+    assert issubclass(asgi_sse.ClientDisconnected, asgi_sse.SSEError)
+
+
+def imported_by(module: str) -> set[str]:
+    """Modules loaded by importing `module` alone: a stand-in package object keeps the
+    package's __init__ (which imports every layer) out of the measurement."""
+    code = (
+        "import importlib, importlib.util, sys, types\n"
+        "spec = importlib.util.find_spec('asgi_sse')\n"  # locates without running __init__
+        "stub = types.ModuleType('asgi_sse')\n"
+        "stub.__path__ = list(spec.submodule_search_locations)\n"
+        "sys.modules['asgi_sse'] = stub\n"
+        f"importlib.import_module('{module}')\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return set(out.stdout.split())
+
+
+def test_core_never_imports_a_framework() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, asgi_sse; print('\\n'.join(sys.modules))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    loaded = set(out.stdout.split())
+    assert not loaded & {
+        "starlette",
+        "fastapi",
+        "quart",
+        "litestar",
+        "uvicorn",
+        "hypercorn",
+        "trio",
+    }
+
+
+def test_events_layer_imports_nothing_async() -> None:
+    loaded = imported_by("asgi_sse._events")
+    assert "pydantic" in loaded
+    assert not loaded & {"anyio", "asgiref", "trio", "asyncio"}
