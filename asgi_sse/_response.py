@@ -4,9 +4,10 @@ Strategy: two tasks per connection and nothing per event but a send.
 - The request task (the server's own) pulls items from the stream, turns each into
   bytes and sends it. Per event it does one type check, one `monotonic()` and one
   `send` - no cancel scope, no task hand-off, no logging call.
-- One watcher task waits on `receive()` for `http.disconnect`. While waiting it wakes
-  up only when a keep-alive is due or a send may have hit `send_timeout`, so its cancel
-  scopes are made once per ping interval, not once per event.
+- A second task waits on `receive()` for `http.disconnect`, and a timer wakes up only
+  when a keep-alive is due or a send may have hit `send_timeout` - once per ping
+  interval, not once per event. On asyncio that task runs the server's `receive()`
+  and nothing else (see _watch.py); on trio it is an anyio task in a task group.
 Disconnect, shutdown and send timeout all end the stream the same way: by cancelling
 the cancel scope around the stream loop, which also runs the stream's `finally`.
 
@@ -28,7 +29,7 @@ from ._events import BaseEvent
 from ._shutdown import SCOPE_KEY, ShutdownSignal
 from ._steps import Resume
 from ._types import ASGIReceiveCallable, ASGISendCallable, Scope
-from ._watch import Connection, send_body, watch_anyio, watch_asyncio
+from ._watch import AsyncioWatcher, Connection, send_body, watch_anyio
 from ._wire import ServerSentEvent, encode_data
 
 __all__ = ("EventSourceResponse", "EventStream", "Item", "encode_item")
@@ -146,14 +147,16 @@ class EventSourceResponse:
             raise ValueError(msg)
         self.stream = stream
         self.status_code = status_code
-        self._headers = build_headers(headers)
+        # Note: the default headers are one shared tuple, not a list per response.
+        self._headers = _DEFAULT_HEADERS if headers is None else tuple(build_headers(headers))
         self.ping = ping
         self.send_timeout = send_timeout
         self._shutdown = shutdown
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
-        return self._headers
+        """The response headers (a copy: set them with ``headers=``)."""
+        return list(self._headers)
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -165,7 +168,8 @@ class EventSourceResponse:
             {
                 "type": "http.response.start",
                 "status": self.status_code,
-                "headers": self._headers,
+                # A fresh list: middlewares may edit it in place; it is not kept.
+                "headers": list(self._headers),
                 "trailers": False,
             }
         )
@@ -175,72 +179,73 @@ class EventSourceResponse:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         conn = Connection(send, self.ping, self.send_timeout)
-        if _on_asyncio():
-            # Note: a plain asyncio task, not a task group: a third of the memory of an
-            # idle connection (see _watch.py). It is always ended and awaited here.
-            watcher = asyncio.get_running_loop().create_task(watch_asyncio(conn, receive))
-            try:
-                await self._respond(conn, shutdown, on_asyncio=True)
-            finally:
-                watcher.cancel()
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait((watcher,))
-                if not watcher.cancelled() and watcher.exception() is not None:
-                    _log.error("asgi_sse: the watcher failed", exc_info=watcher.exception())
-        else:
+        if not _on_asyncio():
             async with anyio.create_task_group() as watcher_group:
                 watcher_group.start_soon(watch_anyio, conn, receive)
-                await self._respond(conn, shutdown, on_asyncio=False)
+                await _respond(self.stream, conn, shutdown, on_asyncio=False)
                 watcher_group.cancel_scope.cancel()
-
-    async def _respond(
-        self, conn: Connection, shutdown: ShutdownSignal | None, *, on_asyncio: bool
-    ) -> None:
+            return
+        # Note: no task group and no frame of ours waiting on receive() (see _watch.py);
+        # the stream is served right here, not in a helper coroutine: every coroutine
+        # frame stays alive for the life of an idle connection (~300 bytes each).
+        watcher = AsyncioWatcher(conn, receive)
         try:
-            with conn.stream_scope:
-                remove = (
-                    shutdown.add_callback(shutdown.threadsafe(conn.stream_scope.cancel))
-                    if shutdown is not None
-                    else None
-                )
-                try:
-                    # Note: the stream is entered and pumped right here rather than in helper
-                    # coroutines: every coroutine frame stays alive for the life of an idle
-                    # connection (~300 bytes each).
-                    stream = self.stream
-                    if hasattr(type(stream), "__aenter__"):
-                        async with cast(
-                            AbstractAsyncContextManager[EventStream], stream
-                        ) as entered:
-                            iterator: AsyncIterator[Item] = aiter(entered)
-                            await _pump(iterator, conn, on_asyncio)
-                    else:
-                        await _pump(aiter(stream), conn, on_asyncio)
-                except OSError:
-                    # ASGI 2.4: send() raises OSError once the client is gone.
-                    conn.disconnected = True
-                except Exception:
-                    _log.exception("asgi_sse: the event stream raised; ending the response")
-                finally:
-                    if remove is not None:
-                        remove()
-        except anyio.get_cancelled_exc_class():
-            # The server itself cancelled the response (uvicorn's
-            # --timeout-graceful-shutdown, hypercorn's graceful_timeout): the stream was
-            # closed on the way out; still give the client a clean end if it can be had.
-            if not (conn.disconnected or conn.timed_out):
-                with anyio.move_on_after(_FINAL_SEND_TIMEOUT, shield=True), suppress(OSError):
-                    await conn.send(
-                        {"type": "http.response.body", "body": b"", "more_body": False}
-                    )
-            raise
+            await _respond(self.stream, conn, shutdown, on_asyncio=True)
+        finally:
+            pending = watcher.close()
+            if pending:
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait(pending)
+
+
+def _respond(
+    stream: EventStream, conn: Connection, shutdown: ShutdownSignal | None, *, on_asyncio: bool
+) -> Awaitable[None]:
+    # Note: returns a coroutine instead of being one (one frame less per connection).
+    if hasattr(type(stream), "__aenter__"):
+        return _serve(_entered(stream, conn, on_asyncio), conn, shutdown)
+    return _serve(_pump(aiter(stream), conn, on_asyncio), conn, shutdown)
+
+
+async def _entered(stream: EventStream, conn: Connection, on_asyncio: bool) -> None:
+    async with cast(AbstractAsyncContextManager[EventStream], stream) as entered:
+        await _pump(aiter(entered), conn, on_asyncio)
+
+
+async def _serve(pump: Awaitable[None], conn: Connection, shutdown: ShutdownSignal | None) -> None:
+    """Run the pump in the connection's cancel scope, then end the body cleanly."""
+    try:
+        with conn.stream_scope:
+            remove = (
+                shutdown.add_callback(shutdown.threadsafe(conn.stream_scope.cancel))
+                if shutdown is not None
+                else None
+            )
+            try:
+                await pump
+            except OSError:
+                # ASGI 2.4: send() raises OSError once the client is gone.
+                conn.disconnected = True
+            except Exception:
+                _log.exception("asgi_sse: the event stream raised; ending the response")
+            finally:
+                if remove is not None:
+                    remove()
+    except anyio.get_cancelled_exc_class():
+        # The server itself cancelled the response (uvicorn's
+        # --timeout-graceful-shutdown, hypercorn's graceful_timeout): the stream was
+        # closed on the way out; still give the client a clean end if it can be had.
         if not (conn.disconnected or conn.timed_out):
-            # Normal end, error or shutdown: always end the body cleanly.
-            if conn.ping_done is not None:
-                await conn.ping_done.wait()
-            conn.sending = True  # no keep-alive may follow the final body
-            with suppress(OSError):  # the client left at this very moment
+            with anyio.move_on_after(_FINAL_SEND_TIMEOUT, shield=True), suppress(OSError):
                 await conn.send({"type": "http.response.body", "body": b"", "more_body": False})
+        raise
+    if not (conn.disconnected or conn.timed_out):
+        # Normal end, error or shutdown: always end the body cleanly.
+        if conn.ping_done is not None:
+            await conn.ping_done.wait()
+        conn.sending = True  # no keep-alive may follow the final body
+        with suppress(OSError):  # the client left at this very moment
+            await conn.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _pump(iterator: AsyncIterator[Item], conn: Connection, on_asyncio: bool) -> Awaitable[None]:

@@ -9,10 +9,9 @@ long - never per event.
 Two implementations of the same loop:
 - `watch_anyio` (trio, or any anyio backend): an anyio task with a cancel scope per
   wake-up.
-- `watch_asyncio`: a plain asyncio task that waits on the pending future of `receive()`
-  and a `call_later` timer. No task group, no cancel scope per wait: an idle connection
-  costs about a third of the memory (see benchmarks/RESULTS.md). It takes the step of
-  `receive()` itself, as the response does with the stream (see _steps.py).
+- `AsyncioWatcher`: a task that runs nothing but `receive()`, a done-callback and a
+  `call_later` timer. No task group, no cancel scope, no frame of ours per idle
+  connection: memory is what idle connections cost most (see benchmarks/RESULTS.md).
 
 Note: both only *request* the end of the stream (`stream_scope.cancel()`); the request
 task ends the response.
@@ -23,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import monotonic
+from typing import Any
 
 import anyio
 
-from ._steps import Resume
-from ._types import ASGIReceiveCallable, ASGISendCallable
+from ._types import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable
 
-__all__ = ("Connection", "send_body", "watch_anyio", "watch_asyncio")
+__all__ = ("AsyncioWatcher", "Connection", "send_body", "watch_anyio")
 
 _log = logging.getLogger("asgi_sse")
 
@@ -124,7 +123,13 @@ async def _on_timer(conn: Connection) -> bool:
 async def watch_anyio(conn: Connection, receive: ASGIReceiveCallable) -> None:
     while True:
         with anyio.move_on_after(conn.next_wake()):
-            message = await receive()
+            try:
+                message = await receive()
+            except Exception:
+                # Without receive() nobody would notice the client leaving: end the stream.
+                _log.exception("asgi_sse: receive() raised; ending the stream")
+                conn.end(disconnected=True)
+                return
             if message["type"] == "http.disconnect":
                 conn.end(disconnected=True)
                 return
@@ -133,48 +138,85 @@ async def watch_anyio(conn: Connection, receive: ASGIReceiveCallable) -> None:
             return
 
 
-async def watch_asyncio(conn: Connection, receive: ASGIReceiveCallable) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        step = receive().__await__()
-        try:
-            pending = step.send(None)
-        except StopIteration as done:
-            message = done.value
-        else:
-            try:
-                while not await _ready_or_timer(loop, pending, conn.next_wake()):
-                    if not await _on_timer(conn):
-                        step.close()
-                        return
-                message = await Resume(step, pending)
-            except BaseException:
-                step.close()
-                raise
-        if message["type"] == "http.disconnect":
-            conn.end(disconnected=True)
+class AsyncioWatcher:
+    """The asyncio watcher: a task that is just `receive()`, and a timer.
+
+    Nothing of ours stays suspended while a connection idles: the task runs the
+    server's own `receive()` coroutine (no wrapper frame), a done-callback reads the
+    message and starts the next `receive()` if it was not `http.disconnect`, and a
+    `call_later` handle wakes up when a keep-alive may be due or a send may have timed
+    out. Only a due keep-alive spawns a (short-lived) task, to await its send.
+
+    `close()` stops it; the request task then awaits `pending()` so no task outlives the
+    response.
+    """
+
+    __slots__ = ("_closed", "_conn", "_loop", "_ping_task", "_receive", "_task", "_timer")
+
+    def __init__(self, conn: Connection, receive: ASGIReceiveCallable) -> None:
+        self._conn = conn
+        self._receive = receive
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self._ping_task: asyncio.Future[bool] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Future[ASGIReceiveEvent] | None = None
+        self._listen()
+        self._arm()
+
+    def _listen(self) -> None:
+        self._task = task = asyncio.ensure_future(self._receive())
+        task.add_done_callback(self._on_message)
+
+    def _on_message(self, task: asyncio.Future[ASGIReceiveEvent]) -> None:
+        if task.cancelled():
+            return  # close() did it
+        error = task.exception()
+        if error is not None:
+            # Without receive() nobody would notice the client leaving: end the stream.
+            _log.error("asgi_sse: receive() raised; ending the stream", exc_info=error)
+            self._conn.end(disconnected=True)
+        elif task.result()["type"] == "http.disconnect":
+            self._conn.end(disconnected=True)
+        elif not self._closed:
+            self._listen()  # a request body chunk nobody read: ignore it
+
+    def _arm(self) -> None:
+        delay = self._conn.next_wake()
+        if delay != _INF:
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
             return
+        conn = self._conn
+        if not conn.sending and conn.ping is not None and monotonic() - conn.mark >= conn.ping:
+            self._ping_task = self._loop.create_task(self._ping())
+        elif (
+            conn.sending
+            and conn.send_timeout is not None
+            and monotonic() - conn.mark >= conn.send_timeout
+        ):
+            _log.warning("asgi_sse: client did not read for %ss; closing", conn.send_timeout)
+            conn.end(timed_out=True)
+        else:
+            self._arm()
 
+    async def _ping(self) -> bool:
+        alive = await _on_timer(self._conn)
+        self._ping_task = None
+        if alive and not self._closed:
+            self._arm()
+        return alive
 
-async def _ready_or_timer(loop: asyncio.AbstractEventLoop, pending: object, delay: float) -> bool:
-    """Wait until `pending` (the future receive() waits on) is done: True, or until
-    `delay` seconds passed: False."""
-    if not isinstance(pending, asyncio.Future) or pending.done():
-        return True  # a bare checkpoint, or already done: resume the step
-    if delay <= 0:
-        return False
-    waiter = loop.create_future()
-
-    def wake(_: object = None) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    pending.add_done_callback(wake)
-    handle = None if delay == _INF else loop.call_later(delay, wake)
-    try:
-        await waiter
-    finally:
-        pending.remove_done_callback(wake)
-        if handle is not None:
-            handle.cancel()
-    return pending.done()
+    def close(self) -> list[asyncio.Future[Any]]:
+        """Stop watching; returns the tasks still to be awaited (cancelled)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending = [t for t in (self._task, self._ping_task) if t is not None and not t.done()]
+        for task in pending:
+            task.cancel()
+        return pending

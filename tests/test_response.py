@@ -22,7 +22,7 @@ from asgi_sse import (
     ShutdownSignal,
     merge,
 )
-from asgi_sse._types import ASGIReceiveCallable, ASGISendCallable, Scope
+from asgi_sse._types import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, Scope
 from asgi_sse.testing import StreamClosed, connect
 
 pytestmark = pytest.mark.anyio
@@ -540,3 +540,30 @@ async def test_cancelled_by_the_server_still_ends_the_body_cleanly() -> None:
         await response.wait_finished()
     assert cleaned.is_set()
     assert response.complete
+
+
+async def test_a_failing_receive_ends_the_stream_once_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without receive() a disconnect would go unnoticed: the stream must not outlive it."""
+    cleaned = anyio.Event()
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            yield "first"
+            await anyio.sleep_forever()
+            yield "never"  # pragma: no cover
+        finally:
+            cleaned.set()
+
+    async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        async def broken_receive() -> ASGIReceiveEvent:
+            raise RuntimeError("the server's receive broke")
+
+        await EventSourceResponse(stream())(scope, broken_receive, send)
+
+    async with connect(app) as response:
+        await response.wait_finished()
+    assert cleaned.is_set()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["asgi_sse: receive() raised; ending the stream"]
