@@ -19,7 +19,14 @@ from urllib.parse import parse_qsl
 
 from ._errors import SSEError
 from ._response import EventSourceResponse, EventStream, HeadersLike
-from ._types import ASGIReceiveCallable, ASGISendCallable, Scope
+from ._types import (
+    AnyReceive,
+    AnyScope,
+    AnySend,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    Scope,
+)
 
 __all__ = ("ClientDisconnected", "Handler", "SSEEndpoint", "SSERequest", "app_path")
 
@@ -157,9 +164,7 @@ class SSEEndpoint:
         # Fail at startup, not on the first request, for bad options.
         EventSourceResponse((), headers=headers, ping=ping, send_timeout=send_timeout)  # type: ignore[arg-type]
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: AnyScope, receive: AnyReceive, send: AnySend) -> None:
         if scope["type"] == "lifespan":
             await _answer_lifespan(receive, send)
             return

@@ -8,16 +8,19 @@ at construction, per-request state lives in `SSEEndpoint.__call__`'s locals.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 
 from ._endpoint import Handler, SSEEndpoint, app_path
 from ._response import HeadersLike
-from ._types import ASGIReceiveCallable, ASGISendCallable, Scope
+from ._types import (
+    AnyReceive,
+    AnyScope,
+    AnySend,
+    ASGIApp,
+)
 
 __all__ = ("SSEMiddleware",)
-
-ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Any]
 
 
 class SSEMiddleware:
@@ -60,9 +63,7 @@ class SSEMiddleware:
                 )
             )
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: AnyScope, receive: AnyReceive, send: AnySend) -> None:
         if scope["type"] == "http":
             endpoint = self.routes.get(app_path(cast(Mapping[str, Any], scope)))
             if endpoint is not None:

@@ -28,7 +28,11 @@ import anyio
 from ._events import BaseEvent
 from ._shutdown import SCOPE_KEY, ShutdownSignal
 from ._steps import Resume
-from ._types import ASGIReceiveCallable, ASGISendCallable, Scope
+from ._types import (
+    AnyReceive,
+    AnyScope,
+    AnySend,
+)
 from ._watch import AsyncioWatcher, Connection, send_body, watch_anyio
 from ._wire import ServerSentEvent, encode_data
 
@@ -158,9 +162,7 @@ class EventSourceResponse:
         """The response headers (a copy: set them with ``headers=``)."""
         return list(self._headers)
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: AnyScope, receive: AnyReceive, send: AnySend) -> None:
         if scope["type"] != "http":
             msg = f"EventSourceResponse serves HTTP requests, not {scope['type']!r}"
             raise RuntimeError(msg)

@@ -33,7 +33,12 @@ from typing import Any, cast
 
 from anyio.lowlevel import current_token
 
-from ._types import ASGIReceiveCallable, ASGISendCallable, Scope
+from ._types import (
+    AnyReceive,
+    AnyScope,
+    AnySend,
+    ASGIApp,
+)
 
 __all__ = ("SCOPE_KEY", "GracefulShutdown", "ShutdownSignal")
 
@@ -138,7 +143,7 @@ class GracefulShutdown:
 
     def __init__(
         self,
-        app: Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Any],
+        app: ASGIApp,
         *,
         signals: Iterable[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
         signal_handlers: bool = True,
@@ -149,9 +154,7 @@ class GracefulShutdown:
         self._signal_handlers = signal_handlers
         self._installed = False
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    async def __call__(self, scope: AnyScope, receive: AnyReceive, send: AnySend) -> None:
         if scope["type"] == "http":
             cast(dict[str, Any], scope)[SCOPE_KEY] = self.signal
         elif scope["type"] == "lifespan" and self._signal_handlers:

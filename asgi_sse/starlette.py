@@ -63,6 +63,6 @@ class EventSourceResponse(Response):
             ping=self.ping,
             send_timeout=self.send_timeout,
         )
-        await response(scope, receive, send)  # type: ignore[arg-type]
+        await response(scope, receive, send)
         if self.background is not None:
             await self.background()

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         config.bind = [f"{args.host}:{args.port}"]
         config.graceful_timeout = 5.0
         print(f"serving on http://{args.host}:{args.port}", flush=True)
-        asyncio.run(serve(app, config, shutdown_trigger=shutdown_trigger))  # type: ignore[arg-type]
+        asyncio.run(serve(app, config, shutdown_trigger=shutdown_trigger))
 
 
 if __name__ == "__main__":
