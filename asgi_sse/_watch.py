@@ -110,6 +110,10 @@ async def _on_timer(conn: Connection) -> bool:
     except OSError:  # ASGI 2.4: the client is gone
         conn.end(disconnected=True)
         return False
+    except Exception:  # the server's send broke: the stream cannot go on
+        _log.exception("asgi_sse: sending a keep-alive failed; ending the stream")
+        conn.end(disconnected=True)
+        return False
     finally:
         conn.ping_done = None
         done.set()
@@ -172,6 +176,8 @@ class AsyncioWatcher:
         if task.cancelled():
             return  # close() did it
         error = task.exception()
+        if self._closed:
+            return  # the response is over: nothing left to end
         if error is not None:
             # Without receive() nobody would notice the client leaving: end the stream.
             _log.error("asgi_sse: receive() raised; ending the stream", exc_info=error)

@@ -22,7 +22,13 @@ from asgi_sse import (
     ShutdownSignal,
     merge,
 )
-from asgi_sse._types import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, Scope
+from asgi_sse._types import (
+    ASGIReceiveCallable,
+    ASGIReceiveEvent,
+    ASGISendCallable,
+    ASGISendEvent,
+    Scope,
+)
 from asgi_sse.testing import StreamClosed, connect
 
 pytestmark = pytest.mark.anyio
@@ -567,3 +573,32 @@ async def test_a_failing_receive_ends_the_stream_once_logged(
     assert cleaned.is_set()
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == ["asgi_sse: receive() raised; ending the stream"]
+
+
+async def test_a_failing_keep_alive_send_ends_the_stream_once_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cleaned = anyio.Event()
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            yield "first"
+            await anyio.sleep_forever()
+            yield "never"  # pragma: no cover
+        finally:
+            cleaned.set()
+
+    async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        async def send_without_pings(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.body" and message["body"] == b": ping\n":
+                raise RuntimeError("the server's send broke")
+            await send(message)
+
+        await EventSourceResponse(stream(), ping=0.05)(scope, receive, send_without_pings)
+
+    async with connect(app) as response:
+        assert (await response.next_event()).data == "first"
+        await response.wait_finished()
+    assert cleaned.is_set()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["asgi_sse: sending a keep-alive failed; ending the stream"]
