@@ -202,14 +202,14 @@ TARGETS: tuple[Target, ...] = (
         1.0,
         True,
         "one ticker wakes all 1,000 subscribers at once and one core sends their frames "
-        "one after the other, so the last subscriber waits for ~1,000 sends: p99 is close "
-        "to the whole tick's server time, for every server here. Even `ceiling`, a "
-        "raw-socket server that does nothing but one write per subscriber, has a p99 of "
-        "several ms (the load generator's own floor). 1 ms would need < 1 µs of server "
-        "time per subscriber. What asgi-sse adds over `minimal` is garbage-collection "
-        "pauses (more long-lived objects per connection make a full collection longer): "
-        "with `gc.disable()` in the asgi_sse server, one run measured p99 33.3 ms vs "
-        "`minimal` 28.9 ms (1.15x), against 65.7 vs 35.8 ms with GC on",
+        "one after the other, so the last subscriber waits for ~1,000 sends: p99 is close"
+        " to the whole tick's server time, for every server here. Even `ceiling`, a raw-"
+        "socket server that does nothing but one write per subscriber, has a p99 of tens "
+        "of ms here (see its row: the load generator's own floor). 1 ms would need < 1 µs"
+        " of server time per subscriber. What asgi-sse adds over `minimal` is garbage-"
+        "collection pauses (more long-lived objects per connection make a full collection"
+        " longer): with `gc.disable()` in the asgi_sse server, one run measured p99 33.3 "
+        "ms vs `minimal` 28.9 ms (1.15x), against 65.7 vs 35.8 ms with GC on",
     ),
     Target(
         "idle RSS per connection vs `minimal` (keep-alives on)",
