@@ -30,6 +30,7 @@ from asgi_sse._types import (
     Scope,
 )
 from asgi_sse.testing import StreamClosed, connect
+from tests.helpers import first_then_forever
 
 pytestmark = pytest.mark.anyio
 
@@ -147,15 +148,7 @@ async def test_disconnect_cancels_stream_and_runs_cleanup(
 ) -> None:
     cleaned = anyio.Event()
 
-    async def stream() -> AsyncIterator[str]:
-        try:
-            yield "first"
-            await anyio.sleep_forever()
-            yield "never"  # pragma: no cover
-        finally:
-            cleaned.set()
-
-    async with connect(EventSourceResponse(stream())) as response:
+    async with connect(EventSourceResponse(first_then_forever(cleaned))) as response:
         assert (await response.next_event()).data == "first"
         await response.disconnect()
         assert cleaned.is_set()
@@ -304,15 +297,9 @@ async def test_shutdown_ends_stream_cleanly_from_another_thread() -> None:
     shutdown = ShutdownSignal()
     cleaned = anyio.Event()
 
-    async def stream() -> AsyncIterator[str]:
-        try:
-            yield "first"
-            await anyio.sleep_forever()
-            yield "never"  # pragma: no cover
-        finally:
-            cleaned.set()
-
-    async with connect(EventSourceResponse(stream(), shutdown=shutdown)) as response:
+    async with connect(
+        EventSourceResponse(first_then_forever(cleaned), shutdown=shutdown)
+    ) as response:
         await response.next_event()
         threading.Thread(target=shutdown.trigger).start()
         await response.wait_finished()
@@ -527,19 +514,11 @@ async def test_cancelled_by_the_server_still_ends_the_body_cleanly() -> None:
     request task: the stream is closed and the client still gets the end of the body."""
     cleaned = anyio.Event()
 
-    async def stream() -> AsyncIterator[str]:
-        try:
-            yield "first"
-            await anyio.sleep_forever()
-            yield "never"  # pragma: no cover
-        finally:
-            cleaned.set()
-
     async def server_with_timeout(
         scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         with anyio.move_on_after(0.2):
-            await EventSourceResponse(stream())(scope, receive, send)
+            await EventSourceResponse(first_then_forever(cleaned))(scope, receive, send)
 
     async with connect(server_with_timeout) as response:
         assert (await response.next_event()).data == "first"
@@ -554,19 +533,11 @@ async def test_a_failing_receive_ends_the_stream_once_logged(
     """Without receive() a disconnect would go unnoticed: the stream must not outlive it."""
     cleaned = anyio.Event()
 
-    async def stream() -> AsyncIterator[str]:
-        try:
-            yield "first"
-            await anyio.sleep_forever()
-            yield "never"  # pragma: no cover
-        finally:
-            cleaned.set()
-
     async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         async def broken_receive() -> ASGIReceiveEvent:
             raise RuntimeError("the server's receive broke")
 
-        await EventSourceResponse(stream())(scope, broken_receive, send)
+        await EventSourceResponse(first_then_forever(cleaned))(scope, broken_receive, send)
 
     async with connect(app) as response:
         await response.wait_finished()
@@ -580,21 +551,15 @@ async def test_a_failing_keep_alive_send_ends_the_stream_once_logged(
 ) -> None:
     cleaned = anyio.Event()
 
-    async def stream() -> AsyncIterator[str]:
-        try:
-            yield "first"
-            await anyio.sleep_forever()
-            yield "never"  # pragma: no cover
-        finally:
-            cleaned.set()
-
     async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         async def send_without_pings(message: ASGISendEvent) -> None:
             if message["type"] == "http.response.body" and message["body"] == b": ping\n":
                 raise RuntimeError("the server's send broke")
             await send(message)
 
-        await EventSourceResponse(stream(), ping=0.05)(scope, receive, send_without_pings)
+        await EventSourceResponse(first_then_forever(cleaned), ping=0.05)(
+            scope, receive, send_without_pings
+        )
 
     async with connect(app) as response:
         assert (await response.next_event()).data == "first"

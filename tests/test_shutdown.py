@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from asgi_sse import EventSourceResponse, GracefulShutdown, ShutdownSignal
 from asgi_sse._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from asgi_sse.testing import connect
+from tests.helpers import first_then_forever
 
 
 def test_trigger_is_idempotent_and_calls_every_callback() -> None:
@@ -60,19 +61,11 @@ async def test_threadsafe_runs_on_the_event_loop_from_another_thread() -> None:
 async def test_scope_carries_the_signal_and_ends_streams() -> None:
     cleaned = anyio.Event()
 
-    async def stream() -> AsyncIterator[str]:
-        try:
-            yield "first"
-            await anyio.sleep_forever()
-            yield "never"  # pragma: no cover
-        finally:
-            cleaned.set()
-
     seen: list[Any] = []
 
     async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         seen.append(dict(scope).get("asgi_sse.shutdown"))
-        await EventSourceResponse(stream())(scope, receive, send)
+        await EventSourceResponse(first_then_forever(cleaned))(scope, receive, send)
 
     wrapped = GracefulShutdown(app, signal_handlers=False)
     async with connect(wrapped) as response:
