@@ -28,7 +28,14 @@ from ._types import (
     Scope,
 )
 
-__all__ = ("ClientDisconnected", "Handler", "SSEEndpoint", "SSERequest", "app_path")
+__all__ = (
+    "ClientDisconnected",
+    "Handler",
+    "SSEEndpoint",
+    "SSERequest",
+    "answer_lifespan",
+    "app_path",
+)
 
 _log = logging.getLogger("asgi_sse")
 
@@ -166,7 +173,7 @@ class SSEEndpoint:
 
     async def __call__(self, scope: AnyScope, receive: AnyReceive, send: AnySend) -> None:
         if scope["type"] == "lifespan":
-            await _answer_lifespan(receive, send)
+            await answer_lifespan(receive, send)
             return
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1000, "reason": ""})
@@ -230,7 +237,8 @@ async def _plain(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _answer_lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+async def answer_lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    """Answer a lifespan scope: startup and shutdown complete, nothing else to do."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

@@ -27,6 +27,7 @@ import anyio
 
 import asgi_sse.demo
 from asgi_sse import BaseEvent, GracefulShutdown, ServerSentEvent, SSEMiddleware, SSERequest
+from asgi_sse._endpoint import answer_lifespan
 from asgi_sse._types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 __all__ = ("EXPECTED", "TRICKY", "app", "demo_app")
@@ -146,13 +147,8 @@ async def tricky(request: SSERequest) -> AsyncIterator[Any]:
 
 async def _site(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
+        return
     assert scope["type"] == "http"
     if scope["path"] == "/tasks":
         try:

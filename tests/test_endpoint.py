@@ -30,6 +30,7 @@ from asgi_sse import (
     SSERequest,
     merge,
 )
+from asgi_sse._endpoint import answer_lifespan
 from asgi_sse._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from asgi_sse.testing import connect
 
@@ -723,13 +724,7 @@ class Inner:
     ) -> None:
         self.calls.append((scope, receive, send))
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
         elif scope["type"] == "websocket":
             await receive()
             await send({"type": "websocket.accept", "subprotocol": None, "headers": []})

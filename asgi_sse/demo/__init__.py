@@ -35,6 +35,7 @@ from asgi_sse import (
     event_stream,
     merge,
 )
+from asgi_sse._endpoint import answer_lifespan
 from asgi_sse._types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 __all__ = ("Echo", "EchoPayload", "ReverseEcho", "app", "stats")
@@ -134,13 +135,8 @@ def sse3(request: SSERequest) -> Merged[Echo | ReverseEcho]:
 async def _site(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     """Everything that is not an event stream: the page, /stats, lifespan, 404."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
+        return
     if scope["type"] != "http":
         await send({"type": "websocket.close", "code": 1000, "reason": ""})
         return
