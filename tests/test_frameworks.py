@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from quart import Quart
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
@@ -235,6 +236,43 @@ async def test_fastapi_dependency_provides_the_message(probe: Probe) -> None:
         await stream.wait_finished()
     assert stream.status == 422
     assert probe.opened == ["hello ada"]
+
+
+async def test_fastapi_behind_http_middleware_and_gzip(probe: Probe) -> None:
+    """The common FastAPI stack: an `@app.middleware("http")` function (Starlette's
+    BaseHTTPMiddleware, which wraps receive and re-streams the body) and GZipMiddleware.
+    Events must still arrive one by one, uncompressed, and the disconnect must still
+    reach the stream (sse-starlette#7, #39: generators that outlive their client)."""
+    app = FastAPI()
+    app.add_middleware(GZipMiddleware, minimum_size=10)
+
+    @app.middleware("http")
+    async def stamp(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["x-stamped"] = "yes"
+        return response
+
+    @app.get("/sse")
+    async def sse(message: str = "hello") -> EventSourceResponse:
+        return EventSourceResponse(probe.echoes(message))
+
+    headers = {"Accept-Encoding": "gzip"}
+    async with connect(
+        app, "/sse?message=stacked", headers=headers, raise_app_exceptions=False
+    ) as stream:
+        with anyio.fail_after(5):
+            echoes = [await stream.next_event(Echo) for _ in range(COUNT)]
+        assert [echo.data.n for echo in echoes] == list(range(COUNT))
+        assert stream.header("content-type") == "text/event-stream"
+        assert stream.header("content-encoding") is None  # GZip skips text/event-stream
+        assert stream.header("x-stamped") == "yes"
+        assert probe.closed == []
+        await stream.disconnect()
+    assert probe.closed == ["stacked"]
+    # Note: BaseHTTPMiddleware re-sends the body and ends it itself, after the client
+    # left; the test client raises OSError for that late send (ASGI 2.4), uvicorn drops
+    # it silently. That is Starlette's send, not the stream's: nothing else may fail.
+    assert stream.exception is None or isinstance(stream.exception, OSError)
 
 
 async def test_fastapi_mount(probe: Probe) -> None:
