@@ -137,8 +137,7 @@ class TestStream:
 
     async def disconnect(self, *, timeout: float = 5.0) -> None:
         """Leave like a browser closing the tab, and wait for the app to finish."""
-        self._disconnect.set()
-        self._unfrozen.set()
+        self._leave()
         await self.wait_finished(timeout=timeout)
 
     async def wait_finished(self, *, timeout: float = 5.0) -> None:
@@ -163,6 +162,19 @@ class TestStream:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
+
+    def _leave(self) -> None:
+        self._disconnect.set()
+        self._unfrozen.set()
+        self._notify()
+
+    async def _receive_after_request(self) -> ASGIReceiveEvent:
+        # ASGI: `http.disconnect` once the client left - or once the response is complete
+        # (apps such as Quart wait for it before they return).
+        while not (self._disconnect.is_set() or self.complete):
+            changed = self._changed
+            await changed.wait()
+        return {"type": "http.disconnect"}
 
     async def _send(self, message: ASGISendEvent) -> None:
         await self._unfrozen.wait()
@@ -239,8 +251,7 @@ async def connect(
         if not body_sent:
             body_sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        await stream._disconnect.wait()
-        return {"type": "http.disconnect"}
+        return await stream._receive_after_request()
 
     async def run_app() -> None:
         try:
@@ -264,8 +275,7 @@ async def connect(
         except Exception as exc:
             body_error = exc
         if not stream.finished:
-            stream._disconnect.set()
-            stream._unfrozen.set()
+            stream._leave()
             with anyio.move_on_after(finish_timeout):
                 while not stream.finished:
                     await stream._changed.wait()

@@ -238,6 +238,11 @@ async def test_fastapi_dependency_provides_the_message(probe: Probe) -> None:
     assert probe.opened == ["hello ada"]
 
 
+# Note: on trio, BaseHTTPMiddleware leaves Starlette's own `Request.stream` generator
+# unfinished after the disconnect, and trio's finaliser reports it when it is collected
+# (on Python 3.10 within this test). Starlette's generator, not ours: ignored here only.
+@pytest.mark.filterwarnings("ignore:Exception ignored in. <async_generator object Request.stream")
+@pytest.mark.filterwarnings("ignore:Async generator 'starlette.requests.Request.stream'")
 async def test_fastapi_behind_http_middleware_and_gzip(probe: Probe) -> None:
     """The common FastAPI stack: an `@app.middleware("http")` function (Starlette's
     BaseHTTPMiddleware, which wraps receive and re-streams the body) and GZipMiddleware.

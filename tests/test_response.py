@@ -477,7 +477,7 @@ async def test_asyncio_wait_for_and_shield_inside_the_stream() -> None:
     async def stream() -> AsyncIterator[str]:
         try:
             await asyncio.wait_for(asyncio.Event().wait(), 0.02)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
             yield "wait_for timed out"
         yield await asyncio.shield(slow())
 

@@ -143,3 +143,22 @@ async def test_async_iteration_and_events_helper() -> None:
         assert [e.data for e in await response.events(2)] == ["0", "1"]
         assert [e.data async for e in response] == ["2", "3"]
         assert response.json(ParsedEvent(event="message", data='{"a": 1}')) == {"a": 1}
+
+
+async def test_receive_says_disconnect_once_the_response_is_complete() -> None:
+    """ASGI: `http.disconnect` comes after the response was sent; apps such as Quart 0.23
+    wait for it before they return."""
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        seen.append((await receive())["type"])
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [], "trailers": False}
+        )
+        await send({"type": "http.response.body", "body": b"done", "more_body": False})
+        seen.append((await receive())["type"])
+
+    async with connect(app, "/") as stream:
+        await stream.wait_finished()
+    assert seen == ["http.request", "http.disconnect"]
+    assert stream.complete
