@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import shlex
@@ -255,8 +256,22 @@ def pinned_here(cpu: int) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
+# What the script itself needs beyond the standard library (the peers are optional: a
+# server whose library does not import is left out with a note).
+_TOOLS = ("uvicorn", "uvloop", "httptools", "matplotlib")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    missing = [name for name in _TOOLS if importlib.util.find_spec(name) is None]
+    if missing:
+        # Fail now, not after ten minutes of measuring.
+        print(
+            f"missing {', '.join(missing)}: install the benchmark extras first:\n"
+            "    .venv/bin/pip install -e '.[bench]'",
+            file=sys.stderr,
+        )
+        return 2
     settings = QUICK if args.quick else FULL
     if args.repeats is not None:
         settings = replace(settings, repeats=args.repeats)
