@@ -151,8 +151,8 @@ class AsyncioWatcher:
     `call_later` handle wakes up when a keep-alive may be due or a send may have timed
     out. Only a due keep-alive spawns a (short-lived) task, to await its send.
 
-    `close()` stops it; the request task then awaits `pending()` so no task outlives the
-    response.
+    `close()` stops it and returns the tasks it cancelled; the request task awaits them,
+    so no task outlives the response.
     """
 
     __slots__ = ("_closed", "_conn", "_loop", "_ping_task", "_receive", "_task", "_timer")
@@ -184,7 +184,7 @@ class AsyncioWatcher:
             self._conn.end(disconnected=True)
         elif task.result()["type"] == "http.disconnect":
             self._conn.end(disconnected=True)
-        elif not self._closed:
+        else:
             self._listen()  # a request body chunk nobody read: ignore it
 
     def _arm(self) -> None:
