@@ -18,7 +18,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from ._errors import SSEError
-from ._response import EventSourceResponse, EventStream, HeadersLike
+from ._response import EventSourceResponse, EventStream, HeadersLike, PingEvent
 from ._types import (
     AnyReceive,
     AnyScope,
@@ -157,6 +157,7 @@ class SSEEndpoint:
         handler: Handler,
         *,
         ping: float | None = 15.0,
+        ping_event: PingEvent | None = None,
         send_timeout: float | None = 30.0,
         headers: HeadersLike | None = None,
         methods: tuple[str, ...] | None = None,
@@ -164,12 +165,19 @@ class SSEEndpoint:
     ) -> None:
         self.handler = handler
         self.ping = ping
+        self.ping_event = ping_event
         self.send_timeout = send_timeout
         self.headers = headers
         self.methods = None if methods is None else tuple(m.upper() for m in methods)
         self.last_event_id_param = last_event_id_param
         # Fail at startup, not on the first request, for bad options.
-        EventSourceResponse((), headers=headers, ping=ping, send_timeout=send_timeout)  # type: ignore[arg-type]
+        EventSourceResponse(
+            (),  # type: ignore[arg-type]
+            headers=headers,
+            ping=ping,
+            ping_event=ping_event,
+            send_timeout=send_timeout,
+        )
 
     async def __call__(self, scope: AnyScope, receive: AnyReceive, send: AnySend) -> None:
         if scope["type"] == "lifespan":
@@ -214,6 +222,7 @@ class SSEEndpoint:
                 result,
                 headers=self.headers,
                 ping=self.ping,
+                ping_event=self.ping_event,
                 send_timeout=self.send_timeout,
             )
         await response(scope, receive, send)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from ._endpoint import Handler, SSEEndpoint, app_path
-from ._response import HeadersLike
+from ._response import HeadersLike, PingEvent
 from ._types import (
     AnyReceive,
     AnyScope,
@@ -27,8 +27,9 @@ class SSEMiddleware:
     """Serve ``routes`` (exact path -> handler or `SSEEndpoint`) as event streams.
 
     Paths are matched exactly, relative to the app's `root_path`. Handlers are wrapped
-    in `SSEEndpoint` with the given options (``ping``, ``send_timeout``, ``headers``,
-    ``methods``, ``last_event_id_param``); pass an `SSEEndpoint` to set them per route.
+    in `SSEEndpoint` with the given options (``ping``, ``ping_event``, ``send_timeout``,
+    ``headers``, ``methods``, ``last_event_id_param``); pass an `SSEEndpoint` to set them
+    per route.
 
     Raises:
         ValueError: at construction, for a route that does not start with "/".
@@ -40,6 +41,7 @@ class SSEMiddleware:
         routes: Mapping[str, Handler | SSEEndpoint],
         *,
         ping: float | None = 15.0,
+        ping_event: PingEvent | None = None,
         send_timeout: float | None = 30.0,
         headers: HeadersLike | None = None,
         methods: tuple[str, ...] | None = None,
@@ -56,6 +58,7 @@ class SSEMiddleware:
                 else SSEEndpoint(
                     target,
                     ping=ping,
+                    ping_event=ping_event,
                     send_timeout=send_timeout,
                     headers=headers,
                     methods=methods,

@@ -33,10 +33,10 @@ from ._types import (
     AnyScope,
     AnySend,
 )
-from ._watch import AsyncioWatcher, Connection, send_body, watch_anyio
+from ._watch import PING, AsyncioWatcher, Connection, send_body, watch_anyio
 from ._wire import ServerSentEvent, encode_data
 
-__all__ = ("EventSourceResponse", "EventStream", "Item", "encode_item")
+__all__ = ("EventSourceResponse", "EventStream", "Item", "PingEvent", "encode_item", "ping_body")
 
 _log = logging.getLogger("asgi_sse")
 
@@ -55,6 +55,40 @@ _DEFAULT_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 # Note: no `connection: keep-alive` - it is forbidden in HTTP/2 (RFC 9113, 8.2.2), and
 # these framing headers are the server's business, never the application's.
 _FORBIDDEN_HEADERS = frozenset({b"connection", b"transfer-encoding", b"content-length"})
+
+#: What `ping_event=` takes: an event sent as the keep-alive instead of the `: ping`
+#: comment (browsers' EventSource never shows comments to the page; an event it does),
+#: or a function that makes one each time (a timestamp).
+PingEvent = BaseEvent[Any] | ServerSentEvent | Callable[[], BaseEvent[Any] | ServerSentEvent]
+
+
+def ping_body(ping_event: PingEvent | None) -> bytes | Callable[[], bytes]:
+    """The keep-alive to send: the `: ping` comment, an event's frame, or a function.
+
+    Raises:
+        TypeError: for anything that is not a `PingEvent`.
+    """
+    if ping_event is None:
+        return PING
+    if isinstance(ping_event, (BaseEvent, ServerSentEvent)):
+        return ping_event.encode()  # encoded once
+    if callable(ping_event):
+        make = ping_event
+
+        def encode_ping() -> bytes:
+            event = make()
+            if not isinstance(event, (BaseEvent, ServerSentEvent)):
+                msg = f"ping_event returned {type(event).__name__}, not an event"
+                raise TypeError(msg)
+            return event.encode()
+
+        return encode_ping
+    msg = (
+        f"ping_event must be a BaseEvent, a ServerSentEvent or a function returning one, "
+        f"got {type(ping_event).__name__}"
+    )
+    raise TypeError(msg)
+
 
 HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
 
@@ -124,15 +158,27 @@ class EventSourceResponse:
     Lifecycle: the stream is closed (its ``finally`` blocks run) when it ends, when the
     client disconnects, when a send blocks for longer than ``send_timeout`` seconds,
     and when the server shuts down (see `GracefulShutdown`). A keep-alive comment is
-    sent once the stream has been idle for ``ping`` seconds (``None``: never). An
-    exception raised by the stream is logged with its traceback and ends the response
-    cleanly. HEAD requests get the headers and no body.
+    sent once the stream has been idle for ``ping`` seconds (``None``: never);
+    ``ping_event`` sends that event instead, which a browser's EventSource does see (an
+    event, or a function returning a fresh one each time). An exception raised by the
+    stream is logged with its traceback and ends the response cleanly. HEAD requests get
+    the headers and no body.
 
     Raises:
         ValueError: at construction, for headers that cannot be sent (see `headers`).
+        TypeError: at construction, for a ``ping_event`` that is not an event or a
+            function.
     """
 
-    __slots__ = ("_headers", "_shutdown", "ping", "send_timeout", "status_code", "stream")
+    __slots__ = (
+        "_headers",
+        "_ping_body",
+        "_shutdown",
+        "ping",
+        "send_timeout",
+        "status_code",
+        "stream",
+    )
 
     def __init__(
         self,
@@ -141,6 +187,7 @@ class EventSourceResponse:
         status_code: int = 200,
         headers: HeadersLike | None = None,
         ping: float | None = 15.0,
+        ping_event: PingEvent | None = None,
         send_timeout: float | None = 30.0,
         shutdown: ShutdownSignal | None = None,
     ) -> None:
@@ -154,6 +201,7 @@ class EventSourceResponse:
         # Note: the default headers are one shared tuple, not a list per response.
         self._headers = _DEFAULT_HEADERS if headers is None else tuple(build_headers(headers))
         self.ping = ping
+        self._ping_body = ping_body(ping_event)
         self.send_timeout = send_timeout
         self._shutdown = shutdown
 
@@ -180,7 +228,7 @@ class EventSourceResponse:
             await _close_stream(self.stream)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        conn = Connection(send, self.ping, self.send_timeout)
+        conn = Connection(send, self.ping, self.send_timeout, self._ping_body)
         if not _on_asyncio():
             async with anyio.create_task_group() as watcher_group:
                 watcher_group.start_soon(watch_anyio, conn, receive)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
@@ -28,7 +29,7 @@ import anyio
 
 from ._types import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable
 
-__all__ = ("AsyncioWatcher", "Connection", "send_body", "watch_anyio")
+__all__ = ("PING", "AsyncioWatcher", "Connection", "send_body", "watch_anyio")
 
 _log = logging.getLogger("asgi_sse")
 
@@ -46,6 +47,7 @@ class Connection:
         "disconnected",
         "mark",
         "ping",
+        "ping_body",
         "ping_done",
         "send",
         "send_timeout",
@@ -55,10 +57,16 @@ class Connection:
     )
 
     def __init__(
-        self, send: ASGISendCallable, ping: float | None, send_timeout: float | None
+        self,
+        send: ASGISendCallable,
+        ping: float | None,
+        send_timeout: float | None,
+        ping_body: bytes | Callable[[], bytes] = PING,
     ) -> None:
         self.send = send
         self.ping = ping
+        # A keep-alive: bytes, or a function that makes them (a timestamped ping event).
+        self.ping_body = ping_body
         self.send_timeout = send_timeout
         self.stream_scope = anyio.CancelScope()  # entered by the request task
         self.mark = monotonic()  # when the last send started
@@ -103,15 +111,22 @@ async def _on_timer(conn: Connection) -> bool:
         return True
     if conn.ping is None or now - conn.mark < conn.ping:
         return True
+    make = conn.ping_body
+    try:
+        body = make if isinstance(make, bytes) else make()
+    except Exception:  # the user's ping_event function: the client is still there
+        _log.exception("asgi_sse: ping_event failed; ending the stream")
+        conn.end()
+        return False
     conn.ping_done = done = anyio.Event()
     try:
         with anyio.move_on_after(conn.send_timeout or _INF) as ping_scope:
-            await conn.send({"type": "http.response.body", "body": PING, "more_body": True})
+            await conn.send({"type": "http.response.body", "body": body, "more_body": True})
     except OSError:  # ASGI 2.4: the client is gone
         conn.end(disconnected=True)
         return False
     except Exception:  # the server's send broke: the stream cannot go on
-        _log.exception("asgi_sse: sending a keep-alive failed; ending the stream")
+        _log.exception("asgi_sse: the keep-alive failed; ending the stream")
         conn.end(disconnected=True)
         return False
     finally:

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ._response import EventSourceResponse as _CoreResponse
-from ._response import EventStream, build_headers
+from ._response import EventStream, PingEvent, build_headers, ping_body
 
 __all__ = ("EventSourceResponse",)
 
@@ -44,6 +44,7 @@ class EventSourceResponse(Response):
         *,
         headers: Mapping[str, str] | None = None,
         ping: float | None = 15.0,
+        ping_event: PingEvent | None = None,
         send_timeout: float | None = 30.0,
         background: BackgroundTask | None = None,
     ) -> None:
@@ -51,6 +52,8 @@ class EventSourceResponse(Response):
         self.status_code = status_code
         self.background = background
         self.ping = ping
+        self.ping_event = ping_event
+        ping_body(ping_event)  # fail here, not at the first keep-alive
         self.send_timeout = send_timeout
         self.raw_headers = build_headers(headers)
         self.body = b""
@@ -61,6 +64,7 @@ class EventSourceResponse(Response):
             status_code=self.status_code,
             headers=self.raw_headers,
             ping=self.ping,
+            ping_event=self.ping_event,
             send_timeout=self.send_timeout,
         )
         await response(scope, receive, send)

@@ -859,3 +859,24 @@ async def test_middleware_options_apply_to_handlers_and_endpoints_are_kept() -> 
     assert stream.header("allow") == "POST"
     async with connect(app, "/own") as stream:
         assert (await stream.next_event(Tick)).data == 1
+
+
+@pytest.mark.parametrize("wrap", ["endpoint", "middleware"])
+async def test_ping_event_reaches_the_response(wrap: str) -> None:
+    async def quiet(request: SSERequest) -> AsyncIterator[str]:
+        yield "hello"
+        await anyio.sleep_forever()
+
+    async def inner(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        raise AssertionError("the middleware serves / itself")  # pragma: no cover
+
+    options: dict[str, Any] = {"ping": 0.05, "ping_event": ServerSentEvent("", event="ping")}
+    app: Any = (
+        SSEEndpoint(quiet, **options)
+        if wrap == "endpoint"
+        else SSEMiddleware(inner, routes={"/": quiet}, **options)
+    )
+    async with connect(app, "/") as stream:
+        assert (await stream.next_event()).data == "hello"
+        assert (await stream.next_event()).event == "ping"
+    assert stream.comments == []

@@ -29,6 +29,7 @@ from asgi_sse._types import (
     ASGISendEvent,
     Scope,
 )
+from asgi_sse.starlette import EventSourceResponse as StarletteEventSourceResponse
 from asgi_sse.testing import StreamClosed, connect
 from tests.helpers import first_then_forever
 
@@ -242,6 +243,62 @@ async def test_ping_disabled() -> None:
     async with connect(EventSourceResponse(stream(), ping=None)) as response:
         assert (await response.next_event()).data == "late"
     assert response.comments == []
+
+
+class Heartbeat(BaseEvent[int]):
+    pass
+
+
+async def test_ping_event_is_an_event_the_browser_sees() -> None:
+    """EventSource hides comments from the page; `ping_event` sends an event instead."""
+    ping = ServerSentEvent("", event="ping")
+    response_app = EventSourceResponse(
+        first_then_forever(anyio.Event()), ping=0.05, ping_event=ping
+    )
+    async with connect(response_app) as response:
+        assert (await response.next_event()).data == "first"
+        for _ in range(2):
+            beat = await response.next_event()
+            assert (beat.event, beat.data) == ("ping", "")
+    assert response.comments == []
+
+
+async def test_ping_event_from_a_function_is_made_fresh_each_time() -> None:
+    beats = iter(range(100))
+    response_app = EventSourceResponse(
+        first_then_forever(anyio.Event()),
+        ping=0.05,
+        ping_event=lambda: Heartbeat(data=next(beats)),
+    )
+    async with connect(response_app) as response:
+        await response.next_event()
+        received = [await response.next_event(Heartbeat) for _ in range(3)]
+    assert [beat.data for beat in received] == [0, 1, 2]
+
+
+def test_ping_event_must_be_an_event_or_a_function() -> None:
+    with pytest.raises(TypeError, match="ping_event"):
+        EventSourceResponse(iter_nothing(), ping_event=b": hi\n")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ping_event"):
+        StarletteEventSourceResponse(iter_nothing(), ping_event="ping")  # type: ignore[arg-type]
+
+
+async def test_a_ping_function_returning_no_event_ends_the_stream_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cleaned = anyio.Event()
+    response_app = EventSourceResponse(
+        first_then_forever(cleaned),
+        ping=0.05,
+        ping_event=lambda: "not an event",  # type: ignore[arg-type]
+    )
+    async with connect(response_app) as response:
+        await response.wait_finished()
+    assert cleaned.is_set()
+    assert response.complete  # the client is still there: a clean end
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == ["asgi_sse: ping_event failed; ending the stream"]
+    assert "ping_event returned str, not an event" in str(errors[0].exc_info)
 
 
 async def test_send_timeout_closes_frozen_client(caplog: pytest.LogCaptureFixture) -> None:
@@ -566,4 +623,4 @@ async def test_a_failing_keep_alive_send_ends_the_stream_once_logged(
         await response.wait_finished()
     assert cleaned.is_set()
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert errors == ["asgi_sse: sending a keep-alive failed; ending the stream"]
+    assert errors == ["asgi_sse: the keep-alive failed; ending the stream"]
