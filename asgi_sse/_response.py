@@ -235,9 +235,7 @@ class EventSourceResponse:
                 await _respond(self.stream, conn, shutdown, on_asyncio=False)
                 watcher_group.cancel_scope.cancel()
             return
-        # Note: no task group and no frame of ours waiting on receive() (see _watch.py);
-        # the stream is served right here, not in a helper coroutine: every coroutine
-        # frame stays alive for the life of an idle connection (~300 bytes each).
+        # Note: no task group and no frame of ours waiting on receive() (see _watch.py).
         watcher = AsyncioWatcher(conn, receive)
         try:
             await _respond(self.stream, conn, shutdown, on_asyncio=True)
@@ -248,22 +246,14 @@ class EventSourceResponse:
                     await asyncio.wait(pending)
 
 
-def _respond(
+async def _respond(
     stream: EventStream, conn: Connection, shutdown: ShutdownSignal | None, *, on_asyncio: bool
-) -> Awaitable[None]:
-    # Note: returns a coroutine instead of being one (one frame less per connection).
-    if hasattr(type(stream), "__aenter__"):
-        return _serve(_entered(stream, conn, on_asyncio), conn, shutdown)
-    return _serve(_pump(aiter(stream), conn, on_asyncio), conn, shutdown)
+) -> None:
+    """Pump the stream in the connection's cancel scope, then end the body cleanly.
 
-
-async def _entered(stream: EventStream, conn: Connection, on_asyncio: bool) -> None:
-    async with cast(AbstractAsyncContextManager[EventStream], stream) as entered:
-        await _pump(aiter(entered), conn, on_asyncio)
-
-
-async def _serve(pump: Awaitable[None], conn: Connection, shutdown: ShutdownSignal | None) -> None:
-    """Run the pump in the connection's cancel scope, then end the body cleanly."""
+    Note: the stream is entered and pumped right here rather than in helper coroutines:
+    every coroutine frame stays alive for the life of an idle connection (~300 bytes).
+    """
     try:
         with conn.stream_scope:
             remove = (
@@ -272,7 +262,11 @@ async def _serve(pump: Awaitable[None], conn: Connection, shutdown: ShutdownSign
                 else None
             )
             try:
-                await pump
+                if hasattr(type(stream), "__aenter__"):  # merge(...): a task group inside
+                    async with cast(AbstractAsyncContextManager[EventStream], stream) as entered:
+                        await _pump(aiter(entered), conn, on_asyncio)
+                else:
+                    await _pump(aiter(stream), conn, on_asyncio)
             except OSError:
                 # ASGI 2.4: send() raises OSError once the client is gone.
                 conn.disconnected = True

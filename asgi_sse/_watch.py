@@ -100,17 +100,32 @@ async def send_body(conn: Connection, body: bytes) -> None:
     conn.sending = False
 
 
+def _send_timed_out(conn: Connection) -> bool:
+    """True - and the stream is ended - when a send has blocked for `send_timeout`."""
+    if (
+        conn.sending
+        and conn.send_timeout is not None
+        and monotonic() - conn.mark >= conn.send_timeout
+    ):
+        _log.warning("asgi_sse: client did not read for %ss; closing", conn.send_timeout)
+        conn.end(timed_out=True)
+        return True
+    return False
+
+
+def _ping_due(conn: Connection) -> bool:
+    return not conn.sending and conn.ping is not None and monotonic() - conn.mark >= conn.ping
+
+
 async def _on_timer(conn: Connection) -> bool:
     """Send a due keep-alive, or end a send blocked for too long. False: the end."""
-    now = monotonic()
-    if conn.sending:
-        if conn.send_timeout is not None and now - conn.mark >= conn.send_timeout:
-            _log.warning("asgi_sse: client did not read for %ss; closing", conn.send_timeout)
-            conn.end(timed_out=True)
-            return False
-        return True
-    if conn.ping is None or now - conn.mark < conn.ping:
-        return True
+    if _send_timed_out(conn):
+        return False
+    return await _send_ping(conn) if _ping_due(conn) else True
+
+
+async def _send_ping(conn: Connection) -> bool:
+    """Send the keep-alive. False: the stream was ended."""
     make = conn.ping_body
     try:
         body = make if isinstance(make, bytes) else make()
@@ -211,21 +226,13 @@ class AsyncioWatcher:
         self._timer = None
         if self._closed:
             return
-        conn = self._conn
-        if not conn.sending and conn.ping is not None and monotonic() - conn.mark >= conn.ping:
+        if _ping_due(self._conn):
             self._ping_task = self._loop.create_task(self._ping())
-        elif (
-            conn.sending
-            and conn.send_timeout is not None
-            and monotonic() - conn.mark >= conn.send_timeout
-        ):
-            _log.warning("asgi_sse: client did not read for %ss; closing", conn.send_timeout)
-            conn.end(timed_out=True)
-        else:
+        elif not _send_timed_out(self._conn):
             self._arm()
 
     async def _ping(self) -> bool:
-        alive = await _on_timer(self._conn)
+        alive = await _send_ping(self._conn)
         self._ping_task = None
         if alive and not self._closed:
             self._arm()

@@ -171,9 +171,7 @@ class TestStream:
     async def _receive_after_request(self) -> ASGIReceiveEvent:
         # ASGI: `http.disconnect` once the client left - or once the response is complete
         # (apps such as Quart wait for it before they return).
-        while not (self._disconnect.is_set() or self.complete):
-            changed = self._changed
-            await changed.wait()
+        await self._wait(lambda: self._disconnect.is_set() or self.complete, math.inf)
         return {"type": "http.disconnect"}
 
     async def _send(self, message: ASGISendEvent) -> None:
