@@ -333,7 +333,6 @@ async def _pump_coalescing(iterator: AsyncIterator[Item], conn: Connection) -> N
     at 10 Hz - is awaited plainly and pays nothing for the coalescing.
     """
     anext_ = type(iterator).__anext__
-    send = conn.send
     frames: list[bytes] = []
     size = 0
     peek = False
@@ -350,17 +349,10 @@ async def _pump_coalescing(iterator: AsyncIterator[Item], conn: Connection) -> N
                     item = await anext_(iterator)
                 except StopAsyncIteration:
                     break
-                now = monotonic()
-                if now - started >= _BACK_TO_BACK:
+                if monotonic() - started >= _BACK_TO_BACK:
                     # The stream waited for this item (fan-out, a live feed): it goes out
-                    # at once. send_body() inlined: this is the per-event hot path.
-                    body = item if type(item) is bytes else encode_item(item)
-                    if conn.ping_done is not None:
-                        await conn.ping_done.wait()
-                    conn.mark = now
-                    conn.sending = True
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                    conn.sending = False
+                    # at once, without the batching below.
+                    await send_body(conn, item if type(item) is bytes else encode_item(item))
                     continue
                 peek = True
             else:
