@@ -5,8 +5,8 @@ that cleans up on disconnect and shutdown, an endpoint app and a middleware that
 into any ASGI framework, and a streaming test client (`asgi_sse.testing`).
 """
 
-from ._endpoint import ClientDisconnected, SSEEndpoint, SSERequest
-from ._errors import InvalidEventError, SSEError
+from ._endpoint import SSEEndpoint, SSERequest
+from ._errors import ClientDisconnected, InvalidEventError, SSEError, StreamClosed
 from ._events import BaseEvent, event_stream
 from ._merge import Merged, merge
 from ._middleware import SSEMiddleware
@@ -32,6 +32,7 @@ __all__ = (
     "SSERequest",
     "ServerSentEvent",
     "ShutdownSignal",
+    "StreamClosed",
     "__version__",
     "event_stream",
     "merge",

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from ._errors import SSEError
-from ._response import EventSourceResponse, EventStream, HeadersLike, PingEvent
+from ._errors import ClientDisconnected
+from ._options import (
+    DEFAULT_LAST_EVENT_ID_PARAM,
+    DEFAULT_PING,
+    DEFAULT_SEND_TIMEOUT,
+    StreamOptions,
+)
+from ._response import EventSourceResponse
 from ._types import (
     AnyReceive,
     AnyScope,
@@ -27,26 +33,12 @@ from ._types import (
     ASGISendCallable,
     Scope,
 )
+from ._wire import find_forbidden_id_char
+from .types import Handler, HeadersLike, PingEvent
 
-__all__ = (
-    "ClientDisconnected",
-    "Handler",
-    "SSEEndpoint",
-    "SSERequest",
-    "answer_lifespan",
-    "app_path",
-)
+__all__ = ("SSEEndpoint", "SSERequest", "answer_lifespan", "app_path")
 
 _log = logging.getLogger("asgi_sse")
-
-#: What a handler may return: a stream, a ready response (custom status or headers), or
-#: None for "204 No Content" - which tells a browser's EventSource to stop reconnecting.
-HandlerResult = EventStream | EventSourceResponse | None
-Handler = Callable[["SSERequest"], HandlerResult | Awaitable[HandlerResult]]
-
-
-class ClientDisconnected(SSEError):
-    """The client went away while the request body was being read."""
 
 
 def app_path(scope: Mapping[str, Any]) -> str:
@@ -61,6 +53,10 @@ def app_path(scope: Mapping[str, Any]) -> str:
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
         return path[len(root) :] or "/"
     return path
+
+
+def _utf8(text: str) -> str:
+    return text.encode("latin-1").decode("utf-8", "replace")
 
 
 class SSERequest:
@@ -94,9 +90,18 @@ class SSERequest:
 
     @cached_property
     def query_list(self) -> list[tuple[str, str]]:
-        """Every query parameter in order, repeated names included."""
+        """Every query parameter in order, repeated names included.
+
+        Percent-escapes and raw bytes are decoded as UTF-8 (URL standard), with U+FFFD
+        for bytes that are not UTF-8.
+        """
+        # latin-1 both ways keeps every byte as it is (raw or percent-escaped); then the
+        # bytes are decoded once, as UTF-8.
         raw = cast(bytes, self.scope.get("query_string", b"")).decode("latin-1")
-        return parse_qsl(raw, keep_blank_values=True)
+        return [
+            (_utf8(name), _utf8(value))
+            for name, value in parse_qsl(raw, keep_blank_values=True, encoding="latin-1")
+        ]
 
     @cached_property
     def headers(self) -> Mapping[str, str]:
@@ -108,17 +113,29 @@ class SSERequest:
             result[name] = f"{result[name]}, {value}" if name in result else value
         return result
 
-    @property
+    @cached_property
     def last_event_id(self) -> str | None:
-        """The `Last-Event-ID` header a reconnecting browser sends (WHATWG HTML 9.2.4),
-        else the query parameter named by the endpoint's `last_event_id_param` (for a
-        first connection that resumes, e.g. ``/events?lastEventId=42``), else None."""
-        header = self.headers.get("last-event-id")
-        if header is not None:
-            return header
-        if self._last_event_id_param:
-            return self.query_params.get(self._last_event_id_param)
-        return None
+        """The `Last-Event-ID` header a reconnecting browser sends, else the query
+        parameter named by the endpoint's `last_event_id_param` (for a first connection
+        that resumes, e.g. ``/events?lastEventId=42``), else None.
+
+        The header is decoded as UTF-8, as browsers encode it (WHATWG HTML 9.2.4: "UTF-8
+        encode" the last event ID), so any id the server sent comes back intact; bytes
+        that are not UTF-8 become U+FFFD. A value holding CR, LF or NUL is None: no
+        server can have sent such an id, and echoing it into an event would be refused.
+        """
+        value: str | None = None
+        for name, raw in cast(Any, self.scope).get("headers", ()):
+            if name.lower() == b"last-event-id":
+                value = bytes(raw).decode("utf-8", "replace")
+                break
+        else:
+            if self._last_event_id_param:
+                value = self.query_params.get(self._last_event_id_param)
+        if value is not None and find_forbidden_id_char(value):
+            _log.debug("asgi_sse: ignored a last event id holding CR, LF or NUL: %r", value)
+            return None
+        return value
 
     async def body(self) -> bytes:
         """The whole request body (for streams opened by POST, e.g. MCP).
@@ -145,39 +162,49 @@ class SSEEndpoint:
     iterable, or an async function returning one (to read the body or check the
     request first). It may also return an `EventSourceResponse` (own status or
     headers) or None (204 No Content: a browser stops reconnecting). The options are
-    those of `EventSourceResponse`. ``methods`` limits the HTTP methods (405 otherwise).
+    those of `EventSourceResponse`. ``methods`` limits the HTTP methods (405
+    otherwise); by default every method streams but OPTIONS, which is answered with
+    204 and an `Allow` header and never runs the handler (a CORS preflight).
 
     A handler error before the stream starts is logged and answered with 500.
     Websocket scopes are refused; lifespan scopes are answered, so the endpoint also
     runs standalone under uvicorn or hypercorn.
+
+    Raises:
+        ValueError, TypeError: at construction, for options that `EventSourceResponse`
+            refuses, or an empty method name.
     """
+
+    __slots__ = ("handler", "options")
 
     def __init__(
         self,
         handler: Handler,
         *,
-        ping: float | None = 15.0,
+        ping: float | None = DEFAULT_PING,
         ping_event: PingEvent | None = None,
-        send_timeout: float | None = 30.0,
+        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         headers: HeadersLike | None = None,
         methods: tuple[str, ...] | None = None,
-        last_event_id_param: str = "lastEventId",
+        last_event_id_param: str = DEFAULT_LAST_EVENT_ID_PARAM,
     ) -> None:
         self.handler = handler
-        self.ping = ping
-        self.ping_event = ping_event
-        self.send_timeout = send_timeout
-        self.headers = headers
-        self.methods = None if methods is None else tuple(m.upper() for m in methods)
-        self.last_event_id_param = last_event_id_param
-        # Fail at startup, not on the first request, for bad options.
-        EventSourceResponse(
-            (),  # type: ignore[arg-type]
-            headers=headers,
+        self.options = StreamOptions(
             ping=ping,
             ping_event=ping_event,
             send_timeout=send_timeout,
+            headers=headers,
+            methods=methods,
+            last_event_id_param=last_event_id_param,
         )
+
+    @classmethod
+    def with_options(cls, handler: Handler, options: StreamOptions) -> SSEEndpoint:
+        """An endpoint with options that were checked already (by a middleware)."""
+        endpoint = cls.__new__(cls)
+        endpoint.handler = handler
+        endpoint.options = options
+        return endpoint
 
     async def __call__(self, scope: AnyScope, receive: AnyReceive, send: AnySend) -> None:
         if scope["type"] == "lifespan":
@@ -186,11 +213,16 @@ class SSEEndpoint:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1000, "reason": ""})
             return
-        if self.methods is not None and scope["method"] not in self.methods:
-            allow = ", ".join(self.methods).encode()
-            await _plain(send, 405, b"Method Not Allowed", [(b"allow", allow)])
+        options = self.options
+        method = scope["method"]
+        if not options.allows(method):
+            allow = [(b"allow", options.allow_header())]
+            if method == "OPTIONS":
+                await _plain(send, 204, b"", allow)
+            else:
+                await _plain(send, 405, b"Method Not Allowed", allow)
             return
-        request = SSERequest(scope, receive, last_event_id_param=self.last_event_id_param)
+        request = SSERequest(scope, receive, last_event_id_param=options.last_event_id_param)
         try:
             result = self.handler(request)
             if inspect.isawaitable(result):
@@ -218,13 +250,7 @@ class SSEEndpoint:
             await _plain(send, 500, b"Internal Server Error")
             return
         else:
-            response = EventSourceResponse(
-                result,
-                headers=self.headers,
-                ping=self.ping,
-                ping_event=self.ping_event,
-                send_timeout=self.send_timeout,
-            )
+            response = EventSourceResponse.with_options(result, options)
         await response(scope, receive, send)
 
 

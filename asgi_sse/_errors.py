@@ -1,11 +1,15 @@
 """The exception hierarchy: one base class, a handful of precise subclasses.
 
 Must not import anything from the rest of the package.
+
+Convention: a value of the right type that cannot go on the wire raises
+`InvalidEventError` (a `ValueError`); a value of the wrong type raises the builtin
+`TypeError`, as Python itself does.
 """
 
 from __future__ import annotations
 
-__all__ = ("InvalidEventError", "SSEError")
+__all__ = ("ClientDisconnected", "InvalidEventError", "SSEError", "StreamClosed")
 
 
 class SSEError(Exception):
@@ -15,7 +19,16 @@ class SSEError(Exception):
 class InvalidEventError(SSEError, ValueError):
     """An event field holds a value that cannot go on the wire.
 
-    Raised at construction, never while streaming: a newline in an event name or id
-    would let one event forge another (the injection boundary), so it is rejected,
+    Raised where the event is made, never while streaming: a newline in an event name or
+    id would let one event forge another (the injection boundary), so it is rejected,
     not stripped.
     """
+
+
+class ClientDisconnected(SSEError):
+    """The client went away while the request body was being read."""
+
+
+class StreamClosed(SSEError):
+    """The response ended (or the app returned) before the awaited event arrived
+    (raised by the test client, `asgi_sse.testing`)."""

@@ -18,9 +18,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, ParamSpec, TypeVar, cast
 
 from pydantic import BaseModel, Field, StrictInt, TypeAdapter
-from pydantic_core import SchemaSerializer
+from pydantic_core import PydanticSerializationError, SchemaSerializer
 
-from ._wire import check_event_name, check_id, check_retry
+from ._errors import InvalidEventError
+from ._wire import ID_PATTERN, check_event_name, check_id, check_retry, find_forbidden_id_char
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -30,8 +31,6 @@ __all__ = ("BaseEvent", "event_name_for", "event_stream")
 T = TypeVar("T")
 E = TypeVar("E", bound="BaseEvent[Any]")
 P = ParamSpec("P")
-
-_ID_PATTERN = r"^[^\r\n\x00]*$"
 
 # Word boundaries of a class name: "ReverseEcho" -> reverse|echo, "HTTPError" -> http|error.
 _BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -62,10 +61,9 @@ class BaseEvent(BaseModel, Generic[T]):
     """
 
     data: T
-    # Note: checked by pydantic-core (a pattern, no Python call per event): CR or LF
-    # would end the id line and start a forged field; NUL makes clients ignore the id
-    # (WHATWG HTML 9.2.6). Ints are sent as decimal, as the article numbers events.
-    id: Annotated[str, Field(pattern=_ID_PATTERN)] | StrictInt | None = None
+    # Note: the wire's id rule (ID_PATTERN), checked by pydantic-core: no Python call
+    # per event. Ints are sent as decimal digits.
+    id: Annotated[str, Field(pattern=ID_PATTERN)] | StrictInt | None = None
     retry: StrictInt | None = Field(default=None, ge=0)
 
     # Per-class constants, set when the class is created (see __pydantic_init_subclass__).
@@ -92,9 +90,17 @@ class BaseEvent(BaseModel, Generic[T]):
         _CODECS.pop(cls, None)
 
     def encode(self) -> bytes:
-        """This event as one complete SSE frame (UTF-8 bytes, ending in a blank line)."""
+        """This event as one complete SSE frame (UTF-8 bytes, ending in a blank line).
+
+        Raises:
+            InvalidEventError: when `data` cannot be serialised to JSON (a lone
+                surrogate in a str, a value pydantic cannot dump).
+        """
         prefix, serializer, _, _ = _CODECS.get(type(self)) or _build_codec(type(self))
-        payload = serializer.to_json(self.data)
+        try:
+            payload = serializer.to_json(self.data)
+        except PydanticSerializationError as exc:
+            raise _unencodable(type(self), self.id, exc) from exc
         event_id = self.id
         retry = self.retry
         if event_id is None:
@@ -116,18 +122,22 @@ class BaseEvent(BaseModel, Generic[T]):
 
         Raises:
             pydantic.ValidationError: when `data` does not match the payload type.
-            InvalidEventError: when `id` contains CR, LF or NUL, or `retry` is negative.
+            InvalidEventError: when `id` contains CR, LF or NUL, `retry` is negative, or
+                `data` cannot be serialised to JSON (a lone surrogate in a str).
             TypeError: when `id` or `retry` has the wrong type.
         """
         prefix, serializer, exact_type, adapter = _CODECS.get(cls) or _build_codec(cls)
         if type(data) is not exact_type:
             data = adapter.validate_python(data)
-        payload = serializer.to_json(data)
+        try:
+            payload = serializer.to_json(data)
+        except PydanticSerializationError as exc:
+            raise _unencodable(cls, id, exc) from exc
         if id is None:
             head = prefix
         elif type(id) is int:
             head = b"%sid: %d\n" % (prefix, id)
-        elif type(id) is str and "\n" not in id and "\r" not in id and "\0" not in id:
+        elif type(id) is str and not find_forbidden_id_char(id):
             try:
                 head = b"%sid: %s\n" % (prefix, id.encode())
             except UnicodeEncodeError:  # a lone surrogate: let check_id explain
@@ -149,6 +159,16 @@ class BaseEvent(BaseModel, Generic[T]):
         """
         value = (_CODECS.get(cls) or _build_codec(cls))[3].validate_json(data)
         return cls(data=value, id=id or None)
+
+
+def _unencodable(
+    cls: type[BaseEvent[Any]], event_id: str | int | None, error: Exception
+) -> InvalidEventError:
+    which = cls.__name__ if event_id is None else f"{cls.__name__} (id {event_id!r})"
+    return InvalidEventError(
+        f"{which} cannot be encoded: {error}; a str holding a lone surrogate usually comes "
+        "from decoding bytes with errors='surrogateescape' or from broken JSON"
+    )
 
 
 # Per class: (event-line prefix, serializer of `data`, the payload class whose exact

@@ -11,14 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from ._endpoint import Handler, SSEEndpoint, app_path
-from ._response import HeadersLike, PingEvent
+from ._endpoint import SSEEndpoint, app_path
+from ._options import (
+    DEFAULT_LAST_EVENT_ID_PARAM,
+    DEFAULT_PING,
+    DEFAULT_SEND_TIMEOUT,
+    StreamOptions,
+)
 from ._types import (
     AnyReceive,
     AnyScope,
     AnySend,
     ASGIApp,
 )
+from .types import Handler, HeadersLike, PingEvent
 
 __all__ = ("SSEMiddleware",)
 
@@ -40,14 +46,22 @@ class SSEMiddleware:
         app: ASGIApp,
         routes: Mapping[str, Handler | SSEEndpoint],
         *,
-        ping: float | None = 15.0,
+        ping: float | None = DEFAULT_PING,
         ping_event: PingEvent | None = None,
-        send_timeout: float | None = 30.0,
+        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         headers: HeadersLike | None = None,
         methods: tuple[str, ...] | None = None,
-        last_event_id_param: str = "lastEventId",
+        last_event_id_param: str = DEFAULT_LAST_EVENT_ID_PARAM,
     ) -> None:
         self.app = app
+        options = StreamOptions(
+            ping=ping,
+            ping_event=ping_event,
+            send_timeout=send_timeout,
+            headers=headers,
+            methods=methods,
+            last_event_id_param=last_event_id_param,
+        )
         self.routes: dict[str, SSEEndpoint] = {}
         for path, target in routes.items():
             if not path.startswith("/"):
@@ -55,15 +69,7 @@ class SSEMiddleware:
             self.routes[path] = (
                 target
                 if isinstance(target, SSEEndpoint)
-                else SSEEndpoint(
-                    target,
-                    ping=ping,
-                    ping_event=ping_event,
-                    send_timeout=send_timeout,
-                    headers=headers,
-                    methods=methods,
-                    last_event_id_param=last_event_id_param,
-                )
+                else SSEEndpoint.with_options(target, options)
             )
 
     async def __call__(self, scope: AnyScope, receive: AnyReceive, send: AnySend) -> None:

@@ -9,13 +9,15 @@ imports Starlette. Only this module does: import it only where Starlette is inst
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ._options import DEFAULT_PING, DEFAULT_SEND_TIMEOUT, StreamOptions
 from ._response import EventSourceResponse as _CoreResponse
-from ._response import EventStream, PingEvent, build_headers, ping_body
+from .types import EventStream, PingEvent
 
 __all__ = ("EventSourceResponse",)
 
@@ -43,30 +45,26 @@ class EventSourceResponse(Response):
         status_code: int = 200,
         *,
         headers: Mapping[str, str] | None = None,
-        ping: float | None = 15.0,
+        ping: float | None = DEFAULT_PING,
         ping_event: PingEvent | None = None,
-        send_timeout: float | None = 30.0,
+        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         background: BackgroundTask | None = None,
     ) -> None:
         self.stream = content
         self.status_code = status_code
         self.background = background
-        self.ping = ping
-        self.ping_event = ping_event
-        ping_body(ping_event)  # fail here, not at the first keep-alive
-        self.send_timeout = send_timeout
-        self.raw_headers = build_headers(headers)
+        self.options = StreamOptions(
+            ping=ping, ping_event=ping_event, send_timeout=send_timeout, headers=headers
+        )
+        # Starlette's own attribute: code that adds headers after construction edits it.
+        self.raw_headers = list(self.options.header_list)
         self.body = b""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = _CoreResponse(
-            self.stream,
-            status_code=self.status_code,
-            headers=self.raw_headers,
-            ping=self.ping,
-            ping_event=self.ping_event,
-            send_timeout=self.send_timeout,
-        )
+        options = self.options
+        if self.raw_headers != list(options.header_list):  # headers added later
+            options = replace(options, headers=self.raw_headers)
+        response = _CoreResponse.with_options(self.stream, options, status_code=self.status_code)
         await response(scope, receive, send)
         if self.background is not None:
             await self.background()

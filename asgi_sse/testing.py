@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 import anyio
 
-from ._errors import SSEError
+from ._errors import StreamClosed
 from ._events import BaseEvent
 from ._parser import Comment, EventStreamParser, ParsedEvent
 from ._types import ASGIReceiveEvent, ASGISendEvent
@@ -35,10 +35,6 @@ from ._types import ASGIReceiveEvent, ASGISendEvent
 __all__ = ("StreamClosed", "TestStream", "connect")
 
 E = TypeVar("E", bound=BaseEvent[Any])
-
-
-class StreamClosed(SSEError):
-    """The response ended (or the app returned) before the awaited event arrived."""
 
 
 class TestStream:
@@ -97,7 +93,8 @@ class TestStream:
         Raises:
             TimeoutError: when nothing arrives within ``timeout`` seconds.
             StreamClosed: when the response ends first.
-            AssertionError: when the event name is not the expected one.
+            AssertionError: when the event name is not the expected one (raised, not
+                asserted: it holds under ``python -O`` too).
         """
         while True:
             item = await self.next_item(timeout=timeout)
@@ -106,7 +103,8 @@ class TestStream:
         if event_type is None:
             return item
         expected = event_type.event_name or "message"
-        assert item.event == expected, f"expected a {expected!r} event, got {item!r}"
+        if item.event != expected:
+            raise AssertionError(f"expected a {expected!r} event, got {item!r}")
         return event_type.decode(item.data, id=item.id or None)
 
     async def next_item(self, *, timeout: float = 5.0) -> ParsedEvent | Comment:
@@ -220,10 +218,14 @@ async def connect(
         TimeoutError: when the app does not finish after the disconnect.
     """
     raw_path, _, query = path.partition("?")
-    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+    pairs = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in (headers.items() if isinstance(headers, Mapping) else headers)
+    ]
     if last_event_id is not None:
-        pairs.append(("last-event-id", last_event_id))
-    pairs.append(("host", "testserver"))
+        # As a browser sends it: UTF-8 encoded (WHATWG HTML 9.2.4).
+        pairs.append((b"last-event-id", last_event_id.encode("utf-8")))
+    pairs.append((b"host", b"testserver"))
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -234,7 +236,7 @@ async def connect(
         "raw_path": (root_path + raw_path).encode(),
         "query_string": query.encode(),
         "root_path": root_path,
-        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs],
+        "headers": pairs,
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
         "extensions": {},

@@ -23,6 +23,7 @@ EXPECTED = {
     "SSERequest",
     "ServerSentEvent",
     "ShutdownSignal",
+    "StreamClosed",
     "__version__",
     "event_stream",
     "merge",
@@ -36,13 +37,25 @@ def test_public_names() -> None:
         assert getattr(asgi_sse, name) is not None
     public_modules = {n for n in dir(asgi_sse) if not n.startswith("_") and n not in EXPECTED}
     # only subpackages/modules meant to be imported by path may show up besides __all__
-    assert public_modules <= {"demo", "testing", "starlette"}
+    assert public_modules <= {"demo", "testing", "starlette", "types"}
+
+
+def test_public_types_module() -> None:
+    import asgi_sse.types as types
+
+    assert isinstance(types.__all__, tuple)
+    for name in types.__all__:
+        assert getattr(types, name) is not None
 
 
 def test_error_hierarchy() -> None:
     assert issubclass(asgi_sse.InvalidEventError, asgi_sse.SSEError)
     assert issubclass(asgi_sse.InvalidEventError, ValueError)
     assert issubclass(asgi_sse.ClientDisconnected, asgi_sse.SSEError)
+    assert issubclass(asgi_sse.StreamClosed, asgi_sse.SSEError)
+    from asgi_sse.testing import StreamClosed
+
+    assert StreamClosed is asgi_sse.StreamClosed
 
 
 def imported_by(module: str) -> set[str]:
@@ -77,6 +90,10 @@ def test_core_never_imports_a_framework() -> None:
         "uvicorn",
         "hypercorn",
         "trio",
+        # optional extras: only their own modules may import them
+        "httpx",
+        "redis",
+        "opentelemetry",
     }
 
 
@@ -84,3 +101,9 @@ def test_events_layer_imports_nothing_async() -> None:
     loaded = imported_by("asgi_sse._events")
     assert "pydantic" in loaded
     assert not loaded & {"anyio", "asgiref", "trio", "asyncio"}
+
+
+def test_options_and_items_import_nothing_async() -> None:
+    for module in ("asgi_sse._options", "asgi_sse._items"):
+        loaded = imported_by(module)
+        assert not loaded & {"anyio", "asgiref", "trio", "asyncio"}, module

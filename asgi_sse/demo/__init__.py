@@ -35,8 +35,7 @@ from asgi_sse import (
     event_stream,
     merge,
 )
-from asgi_sse._endpoint import answer_lifespan
-from asgi_sse._types import ASGIReceiveCallable, ASGISendCallable, Scope
+from asgi_sse.types import Receive, Scope, Send
 
 __all__ = ("Echo", "EchoPayload", "ReverseEcho", "app", "stats")
 
@@ -132,10 +131,12 @@ def sse3(request: SSERequest) -> Merged[Echo | ReverseEcho]:
     )
 
 
-async def _site(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+async def _site(scope: Scope, receive: Receive, send: Send) -> None:
     """Everything that is not an event stream: the page, /stats, lifespan, 404."""
     if scope["type"] == "lifespan":
-        await answer_lifespan(receive, send)
+        while (await receive())["type"] != "lifespan.shutdown":  # startup, then shutdown
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
         return
     if scope["type"] != "http":
         await send({"type": "websocket.close", "code": 1000, "reason": ""})
