@@ -286,6 +286,90 @@ async def test_last_event_id_header_name_is_case_insensitive() -> None:
     assert request.last_event_id == "9"
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("é😀".encode(), "é😀", id="utf-8-as-browsers-send-it"),
+        pytest.param(b"caf\xe9", "caf\ufffd", id="not-utf-8"),
+        pytest.param(b"a\x00b", None, id="nul-is-no-id"),
+        pytest.param(b"1" * 100_000, "1" * 100_000, id="100-kb"),
+        pytest.param(b"", "", id="empty"),
+    ],
+)
+async def test_last_event_id_header_is_utf_8(raw: bytes, expected: str | None) -> None:
+    """Browsers UTF-8 encode the last event id (WHATWG HTML 9.2.4), so an id the server
+    sent comes back as itself, not as latin-1 mojibake."""
+    request = await request_seen_by(scope_extra={"headers": [(b"last-event-id", raw)]})
+    assert request.last_event_id == expected
+
+
+async def test_a_sent_non_ascii_id_round_trips_through_the_test_client() -> None:
+    async with connect(SSEEndpoint(echo_last_id), "/events", last_event_id="é😀") as stream:
+        event = await stream.next_event()
+    assert (event.id, event.data) == ("é😀", "é😀")
+
+
+async def echo_last_id(request: SSERequest) -> AsyncIterator[ServerSentEvent]:
+    last = request.last_event_id
+    yield ServerSentEvent(repr(last) if last is None else last, id=last)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "lastEventId=%0D%0Aevent:%20forged",
+        "lastEventId=a%0Ab",
+        "lastEventId=a%00b",
+        "lastEventId=x%0D",
+    ],
+)
+async def test_a_last_event_id_with_cr_lf_or_nul_is_none_and_echoing_it_is_safe(
+    query: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No server can have sent such an id; a handler that echoes it into `id=` must not
+    log a traceback per request (the value is an attacker's)."""
+    async with connect(SSEEndpoint(echo_last_id), f"/events?{query}") as stream:
+        event = await stream.next_event()
+    assert (event.data, event.id) == ("None", "")
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize(
+    ("query_string", "expected"),
+    [
+        pytest.param("lastEventId=%C3%A9".encode(), "é", id="percent-escaped"),
+        pytest.param("lastEventId=é".encode(), "é", id="raw-utf-8"),
+        pytest.param(b"lastEventId=%E9", "\ufffd", id="not-utf-8"),
+        pytest.param(b"lastEventId=a+b", "a b", id="plus"),
+    ],
+)
+async def test_query_params_are_utf_8(query_string: bytes, expected: str) -> None:
+    request = await request_seen_by(scope_extra={"query_string": query_string})
+    assert request.last_event_id == expected
+
+
+async def test_options_is_answered_without_running_the_handler() -> None:
+    """A CORS preflight must not start a stream."""
+    called: list[str] = []
+
+    def handler(request: SSERequest) -> AsyncIterator[Tick]:
+        called.append(request.method)
+        return two_ticks()
+
+    peer = await serve(SSEEndpoint(handler), http_scope(method="OPTIONS"), HTTP_REQUEST)
+    assert called == []
+    assert peer.sent == [
+        start(204, [(b"allow", b"GET, HEAD, POST, OPTIONS")]),
+        body(b"", False),
+    ]
+    peer = await serve(
+        SSEEndpoint(handler, methods=("OPTIONS", "GET")),
+        http_scope(method="OPTIONS"),
+        HTTP_REQUEST,
+    )
+    assert called == ["OPTIONS"]  # listed explicitly: the user asked for it
+
+
 # -- handler forms --------------------------------------------------------------------
 
 

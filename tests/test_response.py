@@ -618,3 +618,89 @@ async def test_a_failing_keep_alive_send_ends_the_stream_once_logged(
     assert cleaned.is_set()
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == ["asgi_sse: sending the keep-alive failed; ending the stream"]
+
+
+class Note(BaseEvent[str]):
+    pass
+
+
+async def test_an_event_that_cannot_be_encoded_is_left_out_and_the_rest_still_goes_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lone surrogate in typed data (a broken decoder upstream) fails at send time; the
+    event is left out with one error line naming it, every other event is delivered."""
+
+    async def stream() -> AsyncIterator[Any]:
+        yield Note(data="before")
+        yield Note(data="x\ud800", id="7")
+        yield "plain \udfff"
+        yield Note(data="after")
+
+    async with connect(EventSourceResponse(stream())) as response:
+        await response.wait_finished()
+    assert [e.data for e in await response.events(2)] == ['"before"', '"after"']
+    assert response.complete
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2
+    assert "Note (id '7') cannot be encoded" in errors[0].getMessage()
+    assert "lone surrogate" in errors[1].getMessage()
+    assert all(r.exc_info is None for r in errors)  # the reason, not a traceback
+
+
+def test_an_unencodable_event_raises_where_it_is_encoded() -> None:
+    from asgi_sse import InvalidEventError
+
+    with pytest.raises(InvalidEventError, match="Note cannot be encoded"):
+        Note(data="x\ud800").encode()
+    with pytest.raises(InvalidEventError, match="Note cannot be encoded"):
+        Note.frame("x\ud800")
+
+
+async def test_options_gets_headers_only_and_the_stream_never_runs() -> None:
+    started = False
+
+    async def stream() -> AsyncIterator[str]:
+        nonlocal started
+        started = True
+        yield "x"
+
+    async with connect(EventSourceResponse(stream()), method="OPTIONS") as response:
+        await response.wait_finished()
+    assert body_messages(response.messages) == [(b"", False)]
+    assert not started
+
+
+async def test_an_oserror_of_the_stream_itself_is_a_stream_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """OSError from send means the client left (ASGI 2.4); from the stream it is the
+    stream's own failure: logged, and the client still gets a clean end."""
+
+    async def stream() -> AsyncIterator[str]:
+        yield "a"
+        raise ConnectionRefusedError("the database is down")
+
+    async with connect(EventSourceResponse(stream())) as response:
+        await response.wait_finished()
+    assert response.complete
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"ping": 0}, ValueError),
+        ({"ping": float("nan")}, ValueError),
+        ({"send_timeout": -1}, ValueError),
+        ({"ping": "15"}, TypeError),
+        ({"send_timeout": True}, TypeError),
+        ({"ping_event": "ping"}, TypeError),
+    ],
+)
+def test_options_are_checked_at_construction(
+    options: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        EventSourceResponse(iter_nothing(), **options)
