@@ -337,7 +337,7 @@ async def test_a_last_event_id_with_cr_lf_or_nul_is_none_and_echoing_it_is_safe(
 @pytest.mark.parametrize(
     ("query_string", "expected"),
     [
-        pytest.param("lastEventId=%C3%A9".encode(), "é", id="percent-escaped"),
+        pytest.param(b"lastEventId=%C3%A9", "é", id="percent-escaped"),
         pytest.param("lastEventId=é".encode(), "é", id="raw-utf-8"),
         pytest.param(b"lastEventId=%E9", "\ufffd", id="not-utf-8"),
         pytest.param(b"lastEventId=a+b", "a b", id="plus"),
