@@ -30,13 +30,14 @@ from time import monotonic
 from typing import Any
 
 import anyio
-from anyio.lowlevel import checkpoint
+from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 from ._options import StreamOptions
 from ._types import ASGISendCallable
 
 __all__ = (
     "CLIENT_LEFT",
+    "SEND_FAILED",
     "SEND_TIMEOUT",
     "SERVER_CANCELLED",
     "SHUTDOWN",
@@ -54,7 +55,8 @@ CLIENT_LEFT = "client_left"  # http.disconnect, or send raised OSError (ASGI 2.4
 SEND_TIMEOUT = "send_timeout"  # the client stopped reading for send_timeout seconds
 SHUTDOWN = "shutdown"  # the server is stopping (see GracefulShutdown)
 SERVER_CANCELLED = "server_cancelled"  # the server cancelled the request task itself
-_GONE = frozenset({CLIENT_LEFT, SEND_TIMEOUT})
+SEND_FAILED = "send_failed"  # the server's send raised something else than OSError; logged
+_GONE = frozenset({CLIENT_LEFT, SEND_TIMEOUT, SEND_FAILED})
 
 #: A body larger than this goes out in pieces of this size, so that `send_timeout`
 #: measures whether the client makes progress, not how long a whole 10 MB event takes
@@ -110,12 +112,16 @@ class Connection:
 
     # -- ending -------------------------------------------------------------------------
 
-    def end(self, reason: str) -> None:
-        """End the response for ``reason`` (the first reason given sticks)."""
+    def note(self, reason: str) -> None:
+        """Record why the response ends (the first reason sticks), without cancelling."""
         if self.ended_by is None:
             self.ended_by = reason
         if reason in _GONE:
             self.gone = True
+
+    def end(self, reason: str) -> None:
+        """End the response for ``reason``: cancel what the request task is doing."""
+        self.note(reason)
         self.scope.cancel()
 
     def describe_client(self) -> str:
@@ -174,6 +180,8 @@ class Connection:
         """Send complete frames (request task). Raises what the server's send raises."""
         if self._keepalive_done is not None:
             await self._keepalive_done.wait()  # one send at a time
+            if self.gone:  # the keep-alive found the client gone: end here, send nothing
+                await checkpoint_if_cancelled()
         send = self._send
         try:
             if len(body) <= PIECE:
@@ -188,6 +196,9 @@ class Connection:
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
         except OSError:  # ASGI 2.4: the client is gone (raised on, to unwind the pump)
             self.end(CLIENT_LEFT)
+            raise
+        except Exception:  # the server's send broke: nothing more can be sent
+            self.note(SEND_FAILED)
             raise
         finally:
             self.sending = False
@@ -210,19 +221,21 @@ class Connection:
         try:
             with anyio.move_on_after(math.inf if timeout is None else timeout) as bound:
                 await self._send({"type": "http.response.body", "body": body, "more_body": True})
+            if bound.cancelled_caught:
+                self._drop()
+                return False
         except OSError:  # ASGI 2.4: the client is gone
             self.end(CLIENT_LEFT)
             return False
         except Exception:  # the server's send broke: nothing more can be sent
             _log.exception("asgi_sse: sending the keep-alive failed; ending the stream")
-            self.end(CLIENT_LEFT)
+            self.end(SEND_FAILED)
             return False
         finally:
+            # Only now may a frame follow, and only if the response goes on (the
+            # connection was ended above, before this wakes the request task).
             self._keepalive_done = None
             done.set()
-        if bound.cancelled_caught:
-            self._drop()
-            return False
         self.since = monotonic()
         return True
 

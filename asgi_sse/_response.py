@@ -23,12 +23,15 @@ from typing import Any, cast
 import anyio
 
 from ._connection import (
+    CLIENT_LEFT,
+    SEND_FAILED,
     SERVER_CANCELLED,
     SHUTDOWN,
     STREAM_END,
     STREAM_ERROR,
     Connection,
 )
+from ._errors import ClientDisconnected
 from ._options import DEFAULT_PING, DEFAULT_SEND_TIMEOUT, DEFAULTS, StreamOptions
 from ._pump import close_stream, pump
 from ._shutdown import SCOPE_KEY, ShutdownSignal
@@ -175,13 +178,14 @@ async def _respond(stream: EventStream, conn: Connection, shutdown: ShutdownSign
                         await pump(entered, conn)
                 else:
                     await pump(stream, conn)
-            except OSError:
-                if not conn.gone:  # not the server's send (ASGI 2.4): the stream's own
-                    _log.exception("asgi_sse: the event stream raised; ending the response")
-                    conn.ended_by = conn.ended_by or STREAM_ERROR
+            except ClientDisconnected:  # request.body() inside the stream: the client left
+                conn.note(CLIENT_LEFT)
             except Exception:
-                _log.exception("asgi_sse: the event stream raised; ending the response")
-                conn.ended_by = conn.ended_by or STREAM_ERROR
+                if conn.ended_by == SEND_FAILED:
+                    _log.exception("asgi_sse: the server's send failed; ending the response")
+                elif not conn.gone:  # an OSError of send means the client left (ASGI 2.4)
+                    _log.exception("asgi_sse: the event stream raised; ending the response")
+                    conn.note(STREAM_ERROR)
             finally:
                 if remove is not None:
                     remove()
@@ -189,9 +193,8 @@ async def _respond(stream: EventStream, conn: Connection, shutdown: ShutdownSign
         # The server itself cancelled the response (uvicorn's
         # --timeout-graceful-shutdown, hypercorn's graceful_timeout): the stream was
         # closed on the way out; still give the client a clean end if it can be had.
-        conn.ended_by = conn.ended_by or SERVER_CANCELLED
+        conn.note(SERVER_CANCELLED)
         await conn.finish(shield=True)
         raise
-    if conn.ended_by is None:
-        conn.ended_by = STREAM_END
+    conn.note(STREAM_END)
     await conn.finish()

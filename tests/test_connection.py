@@ -371,3 +371,89 @@ async def test_next_wake_without_ping_or_timeout_is_never() -> None:
     conn.sending = True
     assert conn.next_wake() == math.inf
     assert conn.describe_client() == "a client on ?"
+
+
+async def test_a_broken_server_send_is_not_blamed_on_the_stream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A send that raises something else than OSError: logged once as the server's
+    failure, the stream is closed at its yield, and no final body is attempted."""
+    closed_at_yield = False
+
+    async def stream() -> AsyncIterator[str]:
+        nonlocal closed_at_yield
+        try:
+            yield "a"
+        except GeneratorExit:
+            closed_at_yield = True
+            raise
+
+    attempts: list[bool] = []
+
+    async def send(message: ASGISendEvent) -> None:
+        if message["type"] == "http.response.body":
+            attempts.append(message.get("more_body", False))
+            raise RuntimeError("the server's send broke")
+
+    server = Server()
+    await EventSourceResponse(stream())(server.scope, server.receive, send)
+    assert closed_at_yield
+    assert attempts == [True]  # no final body after the transport broke
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["asgi_sse: the server's send failed; ending the response"]
+
+
+async def test_the_client_leaving_while_the_stream_reads_the_body_is_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`request.body()` inside the stream raises ClientDisconnected when the client
+    leaves mid-body: a client can do that at will, so it is no error and no traceback."""
+    from asgi_sse import SSEEndpoint, SSERequest
+
+    async def handler(request: SSERequest) -> AsyncIterator[str]:
+        yield "started"
+        yield (await request.body()).decode()
+
+    server = Server()
+    server.scope["method"] = "POST"
+    messages: list[ASGIReceiveEvent] = [
+        {"type": "http.request", "body": b"part", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> ASGIReceiveEvent:
+        if messages:
+            return messages.pop(0)
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    with anyio.fail_after(5):
+        await SSEEndpoint(handler)(server.scope, receive, server.send)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_nothing_is_sent_after_a_keep_alive_timed_out() -> None:
+    """The keep-alive finds the client frozen and drops it: the frame the stream made
+    meanwhile must not be handed to send()."""
+    handed: list[bytes] = []
+    release = anyio.Event()
+
+    async def stream() -> AsyncIterator[str]:
+        yield "first"
+        await release.wait()  # quiet: a keep-alive goes out (and hangs)
+        yield "made while the keep-alive hangs"
+
+    async def send(message: ASGISendEvent) -> None:
+        if message["type"] != "http.response.body":
+            return
+        handed.append(message["body"])
+        if message["body"] == b": ping\n":
+            release.set()
+            await anyio.sleep_forever()
+
+    server = Server()
+    with anyio.fail_after(5):
+        await EventSourceResponse(stream(), ping=0.05, send_timeout=0.2)(
+            server.scope, server.receive, send
+        )
+    assert handed == [b"data: first\n\n", b": ping\n"]
