@@ -8,7 +8,7 @@ into any ASGI framework, and a streaming test client (`asgi_sse.testing`).
 from ._endpoint import SSEEndpoint, SSERequest
 from ._errors import ClientDisconnected, InvalidEventError, SSEError, StreamClosed
 from ._events import BaseEvent, event_stream
-from ._merge import Merged, merge
+from ._merge import Merged, buffered, merge
 from ._middleware import SSEMiddleware
 from ._parser import Comment, EventStreamParser, ParsedEvent
 from ._response import EventSourceResponse
@@ -34,6 +34,7 @@ __all__ = (
     "ShutdownSignal",
     "StreamClosed",
     "__version__",
+    "buffered",
     "event_stream",
     "merge",
 )

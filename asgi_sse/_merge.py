@@ -30,7 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = ("Merged", "merge")
+__all__ = ("Merged", "buffered", "merge")
 
 T = TypeVar("T")
 T1 = TypeVar("T1")
@@ -42,10 +42,13 @@ T4 = TypeVar("T4")
 class Merged(Generic[T]):
     """The merged stream returned by `merge()`: ``async with merged: async for ...``."""
 
-    __slots__ = ("_entered", "_error", "_receive", "_sources", "_task_group")
+    __slots__ = ("_buffer", "_entered", "_error", "_receive", "_sources", "_task_group")
 
-    def __init__(self, sources: tuple[AsyncIterable[T], ...]) -> None:
+    def __init__(self, sources: tuple[AsyncIterable[T], ...], buffer: int = 0) -> None:
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0:
+            raise ValueError(f"buffer must be a number of items >= 0, got {buffer!r}")
         self._sources = sources
+        self._buffer = buffer
         self._task_group: TaskGroup | None = None
         self._receive: MemoryObjectReceiveStream[T] | None = None
         self._error: BaseException | None = None
@@ -55,7 +58,7 @@ class Merged(Generic[T]):
         if self._entered:
             raise RuntimeError("a merged stream can be entered only once")
         self._entered = True
-        send, self._receive = anyio.create_memory_object_stream[T](0)
+        send, self._receive = anyio.create_memory_object_stream[T](self._buffer)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -104,7 +107,10 @@ class Merged(Generic[T]):
             )
             raise RuntimeError(msg)
         try:
-            return await receive.receive()
+            try:
+                return receive.receive_nowait()  # ready: no trip through the event loop
+            except anyio.WouldBlock:
+                return await receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
 
@@ -151,7 +157,12 @@ async def _forward(source: AsyncIterable[T], send: MemoryObjectSendStream[T]) ->
     iterator: AsyncIterator[T] = aiter(source)
     try:
         async for item in iterator:
-            await send.send(item)
+            try:
+                # No checkpoint when the item can be handed over at once: a source that
+                # runs ahead fills the buffer, then waits in send() for room.
+                send.send_nowait(item)
+            except anyio.WouldBlock:
+                await send.send(item)
     finally:
         # A source parked at its yield (waiting for the consumer) is not reached by the
         # cancellation: close it so that its finally blocks run too.
@@ -161,12 +172,14 @@ async def _forward(source: AsyncIterable[T], send: MemoryObjectSendStream[T]) ->
 
 
 @overload
-def merge(s1: AsyncIterable[T1], /) -> Merged[T1]: ...
-@overload
-def merge(s1: AsyncIterable[T1], s2: AsyncIterable[T2], /) -> Merged[T1 | T2]: ...
+def merge(s1: AsyncIterable[T1], /, *, buffer: int = 0) -> Merged[T1]: ...
 @overload
 def merge(
-    s1: AsyncIterable[T1], s2: AsyncIterable[T2], s3: AsyncIterable[T3], /
+    s1: AsyncIterable[T1], s2: AsyncIterable[T2], /, *, buffer: int = 0
+) -> Merged[T1 | T2]: ...
+@overload
+def merge(
+    s1: AsyncIterable[T1], s2: AsyncIterable[T2], s3: AsyncIterable[T3], /, *, buffer: int = 0
 ) -> Merged[T1 | T2 | T3]: ...
 @overload
 def merge(
@@ -175,19 +188,46 @@ def merge(
     s3: AsyncIterable[T3],
     s4: AsyncIterable[T4],
     /,
+    *,
+    buffer: int = 0,
 ) -> Merged[T1 | T2 | T3 | T4]: ...
 @overload
-def merge(*streams: AsyncIterable[T]) -> Merged[T]: ...
-def merge(*streams: AsyncIterable[Any]) -> Merged[Any]:
+def merge(*streams: AsyncIterable[T], buffer: int = 0) -> Merged[T]: ...
+def merge(*streams: AsyncIterable[Any], buffer: int = 0) -> Merged[Any]:
     """Merge async streams into one that yields items as they arrive.
 
     Use it as ``async with merge(a, b) as events: async for event in events: ...``, or
     pass it to `EventSourceResponse`, which enters it. Item types are kept: merging a
     stream of `Echo` with a stream of `ReverseEcho` gives ``Merged[Echo | ReverseEcho]``.
 
+    Each source runs in a task of its own and waits for the consumer once it is
+    ``buffer`` items ahead of it (0: each source hands over one item at a time). Items
+    that are ready together go out in one `send` (see `asgi_sse.types.ReadyItems`).
+
     Raises:
+        ValueError: for a negative ``buffer``.
         RuntimeError: when iterated without being entered, or entered twice.
         Exception: the first exception raised by any source, unwrapped, after the other
             sources were cancelled and closed.
     """
-    return Merged(streams)
+    return Merged(streams, buffer)
+
+
+def buffered(stream: AsyncIterable[T], size: int = 64) -> Merged[T]:
+    """Run ``stream`` in a task of its own, up to ``size`` items ahead of the response.
+
+    For a stream that produces bursts (a replay, a fast producer, a model's tokens): the
+    response sends every item that is ready in one `send` instead of one `send` per
+    item, while the stream already makes the next ones. A plain stream is sent item by
+    item because the response cannot know whether the next item is ready without
+    running the stream; in a task of its own, the stream can run ahead safely.
+
+    The cost: one more task per connection, and a hand-off between two tasks for every
+    item the stream had to wait for - so leave streams that mostly wait (a live feed, a
+    hub subscription) unbuffered. Use it like `merge()`: return it from a handler or pass
+    it to `EventSourceResponse`, which enters it. Memory is bounded by ``size`` items.
+
+    Raises:
+        ValueError: for a negative ``size``.
+    """
+    return Merged((stream,), size)

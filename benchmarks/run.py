@@ -48,7 +48,15 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 LOADGEN = str(HERE / "loadgen.py")
 
-SERVERS = ("minimal", "minimal_pydantic", "asgi_sse", "sse_starlette", "fastapi_sse", "litestar")
+SERVERS = (
+    "minimal",
+    "minimal_pydantic",
+    "asgi_sse",
+    "asgi_sse_buffered",
+    "sse_starlette",
+    "fastapi_sse",
+    "litestar",
+)
 CEILING = "ceiling"
 SCENARIO_NAMES = ("burst", "fanout", "idle", "encode")
 # Frame separators as each server sends them by default (peers default to CRLF).

@@ -1,8 +1,9 @@
-"""merge(): the DESIGN.md contract, point by point, on asyncio and trio."""
+"""merge() and buffered(): the contract, point by point, on asyncio and trio."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -10,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 from typing_extensions import assert_type
 
-from asgi_sse import BaseEvent, EventSourceResponse, Merged, merge
+from asgi_sse import BaseEvent, EventSourceResponse, Merged, buffered, merge
 from asgi_sse.testing import connect
 
 pytestmark = pytest.mark.anyio
@@ -198,3 +199,83 @@ async def test_merging_typed_streams_keeps_their_types() -> None:
     async with merged:
         names = sorted([type(event).__name__ async for event in merged])
     assert names == ["Echo", "ReverseEcho"]
+
+
+# -- buffered(): a stream in a task of its own, some items ahead -----------------------
+
+
+def body_sends(messages: list[Any]) -> list[bytes]:
+    return [m["body"] for m in messages if m["type"] == "http.response.body" and m["more_body"]]
+
+
+async def test_buffered_burst_goes_out_in_few_sends() -> None:
+    async def burst() -> AsyncIterator[str]:
+        for i in range(1000):
+            yield str(i)
+
+    async with connect(EventSourceResponse(buffered(burst(), 64))) as response:
+        await response.wait_finished()
+    sends = body_sends(response.messages)
+    assert b"".join(sends) == b"".join(b"data: %d\n\n" % i for i in range(1000))
+    assert len(sends) < 1000 / 8  # batches, not one send per event
+    assert response.complete
+
+
+async def test_buffered_keeps_the_stream_bounded_ahead() -> None:
+    produced = 0
+
+    async def counting() -> AsyncIterator[int]:
+        nonlocal produced
+        while True:
+            produced += 1
+            yield produced
+
+    async with buffered(counting(), 5) as items:
+        assert await items.__anext__() == 1
+        for _ in range(10):
+            await anyio.lowlevel.checkpoint()
+        assert produced <= 1 + 5 + 1  # taken, buffered, and one waiting to be handed over
+
+
+async def test_buffered_stream_error_and_cleanup() -> None:
+    cleaned = anyio.Event()
+
+    async def failing() -> AsyncIterator[str]:
+        try:
+            yield "a"
+            raise LookupError("no more")
+        finally:
+            cleaned.set()
+
+    with pytest.raises(LookupError, match="no more"):
+        async with buffered(failing()) as items:
+            async for _ in items:
+                pass
+    assert cleaned.is_set()
+
+
+async def test_buffered_stream_is_closed_when_the_client_leaves() -> None:
+    cleaned = anyio.Event()
+
+    async def endless() -> AsyncIterator[str]:
+        try:
+            while True:
+                yield "x"  # never awaits: only the buffer stops it
+        finally:
+            cleaned.set()
+
+    async with connect(EventSourceResponse(buffered(endless(), 16))) as response:
+        await response.next_event()
+        await response.disconnect()
+    assert cleaned.is_set()
+
+
+@pytest.mark.parametrize("size", [-1, True, 1.5])
+def test_buffer_must_be_a_count(size: object) -> None:
+    async def nothing() -> AsyncIterator[str]:
+        yield ""  # pragma: no cover
+
+    with pytest.raises(ValueError, match="buffer must be"):
+        buffered(nothing(), size)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="buffer must be"):
+        merge(nothing(), buffer=size)  # type: ignore[call-overload]
