@@ -30,7 +30,7 @@ from time import monotonic
 from typing import Any
 
 import anyio
-from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
+from anyio.lowlevel import checkpoint
 
 from ._options import StreamOptions
 from ._types import ASGISendCallable
@@ -179,9 +179,9 @@ class Connection:
     async def send_frames(self, body: bytes) -> None:
         """Send complete frames (request task). Raises what the server's send raises."""
         if self._keepalive_done is not None:
-            await self._keepalive_done.wait()  # one send at a time
-            if self.gone:  # the keep-alive found the client gone: end here, send nothing
-                await checkpoint_if_cancelled()
+            # One send at a time. A keep-alive that finds the client gone ends the
+            # connection before it lets this go on, so this wait is cancelled then.
+            await self._keepalive_done.wait()
         send = self._send
         try:
             if len(body) <= PIECE:
@@ -243,8 +243,6 @@ class Connection:
         """Send the final empty body (request task): once, never after the client left,
         bounded by send_timeout (less after a shutdown). ``shield``: the server is
         cancelling the request task; try briefly anyway."""
-        if self.finishing:
-            return
         self.finishing = True
         if self.gone:
             return

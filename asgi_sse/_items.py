@@ -19,14 +19,12 @@ def encode_item(item: object) -> bytes:
         InvalidEventError: for an event whose value cannot be encoded (a lone surrogate
             in a typed event's data, for one).
     """
-    if type(item) is bytes:
-        return item
     if isinstance(item, (BaseEvent, ServerSentEvent)):
         return item.encode()
     if isinstance(item, str):
         return encode_data(item) + b"\n"
     if isinstance(item, (bytes, bytearray, memoryview)):
-        return bytes(item)
+        return item if type(item) is bytes else bytes(item)
     msg = (
         f"an event stream yielded {type(item).__name__!r}; yield a BaseEvent, a "
         "ServerSentEvent, a str (sent as data) or bytes holding complete SSE frames"

@@ -80,9 +80,13 @@ class Merged(Generic[T]):
         try:
             suppressed = await task_group.__aexit__(exc_type, exc, traceback)
         except BaseExceptionGroup as group:
-            # The sources catch their own errors, so a group here holds only the
-            # consumer's exception: let it propagate as itself.
-            if exc is not None and list(group.exceptions) == [exc]:
+            # The sources catch their own errors, so a group here holds the consumer's
+            # exception, and maybe the cancellation of a scope around the consumer (trio
+            # puts both in the group): let the exception propagate as itself - the
+            # cancellation is level-triggered and comes back at the next checkpoint.
+            cancelled = anyio.get_cancelled_exc_class()
+            rest = [e for e in group.exceptions if not isinstance(e, cancelled)]
+            if exc is not None and rest == [exc]:
                 return False
             raise
         finally:

@@ -128,14 +128,6 @@ class EventSourceResponse:
         """The response headers (a copy: set them with ``headers=``)."""
         return list(self.options.header_list)
 
-    @property
-    def ping(self) -> float | None:
-        return self.options.ping
-
-    @property
-    def send_timeout(self) -> float | None:
-        return self.options.send_timeout
-
     async def __call__(self, scope: AnyScope, receive: AnyReceive, send: AnySend) -> None:
         if scope["type"] != "http":
             msg = f"EventSourceResponse serves HTTP requests, not {scope['type']!r}"

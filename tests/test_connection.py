@@ -457,3 +457,133 @@ async def test_nothing_is_sent_after_a_keep_alive_timed_out() -> None:
             server.scope, server.receive, send
         )
     assert handed == [b"data: first\n\n", b": ping\n"]
+
+
+@pytest.mark.parametrize("what", ["keep-alive", "final body"])
+async def test_an_oserror_from_send_is_the_client_leaving(
+    what: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ASGI 2.4: send raises OSError once the client is gone - quietly the end."""
+    cleaned = anyio.Event()
+    release = anyio.Event()
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            yield "a"
+            if what == "keep-alive":
+                await release.wait()
+        finally:
+            cleaned.set()
+
+    attempts: list[bytes] = []
+
+    async def send(message: ASGISendEvent) -> None:
+        if message["type"] != "http.response.body":
+            return
+        attempts.append(message["body"])
+        failing = b": ping\n" if what == "keep-alive" else b""
+        if message["body"] == failing and len(attempts) > 1:
+            raise OSError("client gone")
+
+    server = Server()
+    with anyio.fail_after(5):
+        await EventSourceResponse(stream(), ping=0.02)(server.scope, server.receive, send)
+    assert cleaned.is_set()
+    expected = [b"data: a\n\n", b": ping\n"] if what == "keep-alive" else [b"data: a\n\n", b""]
+    assert attempts == expected
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_ready_items_are_batched_up_to_a_bound_and_bad_ones_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from asgi_sse import BaseEvent, merge
+    from asgi_sse._pump import BATCH_BYTES
+
+    class Note(BaseEvent[str]):
+        pass
+
+    async def source() -> AsyncIterator[Any]:
+        yield Note(data="\ud800")  # the first item of a batch cannot be encoded
+        for _ in range(40):
+            yield "x" * 4000
+
+    server = Server()
+    await server.run(EventSourceResponse(merge(source(), buffer=64)))
+    sizes = [len(body) for body, more in server.bodies if more]
+    assert sum(sizes) == 40 * len(b"data: " + b"x" * 4000 + b"\n\n")
+    assert max(sizes) <= BATCH_BYTES + 4010
+    assert len(sizes) >= 3
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+@pytest.mark.parametrize(
+    ("item", "sent"),
+    [
+        (bytearray(b"data: a\n\n"), b"data: a\n\n"),
+        (memoryview(b"data: b\n\n"), b"data: b\n\n"),
+    ],
+)
+async def test_bytes_like_items_are_sent_as_bytes(item: object, sent: bytes) -> None:
+    async def stream() -> AsyncIterator[Any]:
+        yield item
+
+    server = Server()
+    await server.run(EventSourceResponse(stream()))
+    assert server.bodies[0] == (sent, True)
+
+
+async def test_the_headers_property_is_a_copy() -> None:
+    response = EventSourceResponse(iter(()), headers={"x-a": "1"})  # type: ignore[arg-type]
+    headers = response.headers
+    headers.clear()
+    assert (b"x-a", b"1") in response.headers
+
+
+async def test_the_final_body_waits_for_a_keep_alive_in_flight() -> None:
+    async def stream() -> AsyncIterator[str]:
+        yield "a"
+        await anyio.sleep(0.1)  # a keep-alive starts meanwhile and takes 0.2 s
+
+    order: list[bytes] = []
+    in_send = 0
+
+    async def send(message: ASGISendEvent) -> None:
+        nonlocal in_send
+        if message["type"] != "http.response.body":
+            return
+        assert in_send == 0, "two sends at once"
+        in_send += 1
+        try:
+            if message["body"] == b": ping\n":
+                await anyio.sleep(0.2)
+            order.append(message["body"])
+        finally:
+            in_send -= 1
+
+    server = Server()
+    await EventSourceResponse(stream(), ping=0.05)(server.scope, server.receive, send)
+    assert order == [b"data: a\n\n", b": ping\n", b""]
+
+
+async def test_a_lone_ready_item_that_cannot_be_encoded_sends_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from asgi_sse import BaseEvent, merge
+
+    class Note(BaseEvent[str]):
+        pass
+
+    async def source() -> AsyncIterator[Note]:
+        yield Note(data="\udc80")
+
+    server = Server()
+    await server.run(EventSourceResponse(merge(source())))
+    assert server.bodies == [(b"", False)]
+
+
+async def test_only_http_scopes_are_served() -> None:
+    server = Server()
+    server.scope["type"] = "websocket"
+    with pytest.raises(RuntimeError, match="serves HTTP requests, not 'websocket'"):
+        await server.run(EventSourceResponse(iter(())))  # type: ignore[arg-type]

@@ -279,3 +279,20 @@ def test_buffer_must_be_a_count(size: object) -> None:
         buffered(nothing(), size)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="buffer must be"):
         merge(nothing(), buffer=size)  # type: ignore[call-overload]
+
+
+async def test_the_consumers_error_comes_out_as_itself_while_a_scope_around_is_cancelled() -> None:
+    """The client leaves (the response's scope is cancelled) and send raises OSError in
+    the same moment: trio's task group sees both; the OSError must come out as itself."""
+
+    async def forever() -> AsyncIterator[str]:
+        while True:
+            yield "x"
+            await anyio.sleep(0.01)
+
+    with anyio.CancelScope() as outer:
+        with pytest.raises(OSError, match="client gone"):
+            async with merge(forever()) as merged:
+                await merged.__anext__()
+                outer.cancel()
+                raise OSError("client gone")

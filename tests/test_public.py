@@ -25,6 +25,7 @@ EXPECTED = {
     "ShutdownSignal",
     "StreamClosed",
     "__version__",
+    "buffered",
     "event_stream",
     "merge",
 }
