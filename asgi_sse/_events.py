@@ -203,7 +203,7 @@ def event_stream(
 
     Decorates an async generator function that yields `BaseEvent`s; every event that
     carries no `id` of its own gets its position in the stream as its id (the typed
-    stream of the article this library started from). Closing the decorated stream
+    stream: numbered per stream, from 0). Closing the decorated stream
     closes the inner one, so its `finally` blocks run.
 
     Raises:

@@ -8,7 +8,7 @@ the consumer's own task; iterating it without entering it is an error with a cle
 message. `EventSourceResponse` enters it for you. `aclose()` only *requests* the end
 (cancels the group's scope), so it is safe to call from any task.
 
-Contract (DESIGN.md): items as they arrive; ends when every source ended; the first
+Contract: items as they arrive; ends when every source ended; the first
 source error cancels the others and is raised as itself (never an ExceptionGroup);
 leaving the block cancels every source and runs its cleanup; memory is bounded - a
 rendezvous channel holds no item, so each source is at most one item ahead.

@@ -71,8 +71,13 @@ NOTES = (
     "with CRLF, the others with LF (the load generator counts the matching separator).",
     "`minimal` sends one pre-encoded frame per `send` (the same bytes every time in "
     "burst); `minimal_pydantic` builds and dumps the model per event - per subscriber in "
-    "fan-out. asgi-sse's fan-out encodes each tick once (`Tick.frame`) and every "
-    "subscriber sends the same bytes; the peers build their event per subscriber.",
+    "fan-out. In the asgi_sse servers the benchmark's ticker encodes each tick once "
+    "(`Tick.frame`) and every subscriber's stream yields those bytes: the harness does "
+    "the encode-once, with the library's `frame()` and bytes items; the peers build "
+    "their event per subscriber.",
+    "`asgi_sse` streams a plain generator: one `send` per event. `asgi_sse_buffered` "
+    "wraps every stream in `buffered()` (a task of its own, 64 items ahead, ready items "
+    "in one `send`): what a producer task buys in burst and costs in fan-out and idle.",
     "The minimal apps have one task per connection and do not watch for disconnects while "
     "streaming; the libraries all do.",
     "Fan-out latency includes the load generator's own scheduling of its sockets; the "

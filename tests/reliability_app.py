@@ -380,6 +380,72 @@ async def _inject(
         yield ServerSentEvent(json.dumps(accepted), event="manifest")
 
 
+class _Boom(Exception):
+    """The fault a ``fault`` stream raises (its name shows in the server's log)."""
+
+
+async def _fault(cid: str, query: Mapping[str, str]) -> AsyncIterator[Any]:
+    """A stream that misbehaves as ``mode`` says:
+
+    - ``raise``: ``n`` events, then an exception (``n=0``: before the first event);
+    - ``unsupported``: ``n`` events, then an item that is no event (an int);
+    - ``never-yields``: awaits forever without yielding anything;
+    - ``finally-await`` / ``finally-shielded``: one event, then waits; its ``finally``
+      awaits 0.2 s, unshielded (cancelled at once) or shielded (runs to the end).
+    """
+    mode = query.get("mode", "raise")
+    count = int(_number(query, "n", 2))
+    with _tracked(cid):
+        try:
+            if mode in ("raise", "unsupported"):
+                for number in range(count):
+                    yield ServerSentEvent(str(number))
+                    await anyio.sleep(0.01)
+                if mode == "raise":
+                    raise _Boom(f"raised after {count} events")
+                yield 42
+            elif mode == "never-yields":
+                await anyio.sleep_forever()
+            else:
+                yield ServerSentEvent("waiting")
+                await anyio.sleep_forever()
+        finally:
+            if mode == "finally-await":
+                try:
+                    await anyio.sleep(0.2)
+                    _note(cid, "finally-await:ran")
+                except BaseException:
+                    _note(cid, "finally-await:cancelled")
+                    raise
+            elif mode == "finally-shielded":
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(0.2)
+                _note(cid, "finally-shielded:ran")
+
+
+async def _own_timeouts(cid: str, query: Mapping[str, str]) -> AsyncIterator[ServerSentEvent]:
+    """``n`` rounds of two events of ``size`` bytes, ready together; after each round
+    the stream waits under its own asyncio deadline (``asyncio.timeout`` on Python >=
+    3.11, else ``wait_for``) of 50 ms around a 10 s sleep. Each event says how many of
+    those deadlines fired as they should; the last one says it for all of them."""
+    count = int(_number(query, "n", 10))
+    padding = "p" * int(_number(query, "size", 32_000))
+    fired = 0
+    with _tracked(cid):
+        for number in range(count):
+            yield ServerSentEvent(f"{number} {fired} {padding}", event="tick")
+            yield ServerSentEvent(f"{number} {fired} {padding}", event="tock")
+            try:
+                if sys.version_info >= (3, 11):
+                    async with asyncio.timeout(0.05):
+                        await asyncio.sleep(10)
+                else:  # pragma: no cover - Python 3.10
+                    await asyncio.wait_for(asyncio.sleep(10), 0.05)
+            except (TimeoutError, asyncio.TimeoutError):  # distinct before Python 3.11
+                fired += 1
+        yield ServerSentEvent(f"{count} {fired}", event="end")
+
+
 _STREAMS: dict[str, Callable[[str, Mapping[str, str]], Any]] = {
     "idle": _idle,
     "ticks": _ticks,
@@ -388,6 +454,8 @@ _STREAMS: dict[str, Callable[[str, Mapping[str, str]], Any]] = {
     "big": _big,
     "churn": _churn,
     "inject": _inject,
+    "fault": _fault,
+    "own-timeouts": _own_timeouts,
 }
 
 
@@ -413,9 +481,16 @@ async def _handler(request: SSERequest) -> EventSourceResponse | None:
         stream = _STREAMS[kind](cid, query)
         if kind in ("burst", "endless") and query.get("merge") == "1":
             stream = merge(stream)
+    ping_event: Any = None
+    if query.get("ping_event") == "fails":
+
+        def ping_event() -> ServerSentEvent:
+            raise _Boom("the ping_event function failed")
+
     return EventSourceResponse(
         stream,
         ping=_seconds(query.get("ping"), 15.0),
+        ping_event=ping_event,
         send_timeout=_seconds(query.get("send_timeout"), 30.0),
     )
 

@@ -203,7 +203,7 @@ async def test_starlette_wrapped_in_sse_middleware(probe: Probe) -> None:
 
 
 async def test_fastapi_route_returning_a_response(probe: Probe) -> None:
-    # The article's own pattern: the route returns the response.
+    # The tutorial's own pattern: the route returns the response.
     app = FastAPI()
 
     @app.get("/sse")

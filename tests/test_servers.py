@@ -1,10 +1,10 @@
 """The demo and test apps in real server processes (uvicorn, hypercorn, hypercorn's trio
 worker), over real sockets on 127.0.0.1.
 
-- The article's three streams, read with httpx and httpx-sse's parser (independent of
+- The demo's three streams, read with httpx and httpx-sse's parser (independent of
   ours), and as raw bytes the way ``curl -N`` shows them.
 - A client that leaves mid-stream: the stream's cleanup runs in the server (/stats).
-- Graceful shutdown (DESIGN.md, "Lifecycle contract"): 50 open streams, then SIGINT or
+- Graceful shutdown: 50 open streams, then SIGINT or
   SIGTERM; every client must see the chunked body's terminating ``0\\r\\n\\r\\n``, every
   stream's cleanup must run, and the process must exit. Run with ``-s`` for the table
   of measured times.
@@ -172,7 +172,7 @@ def get_json(server: Server, path: str) -> Any:
     return response.json()
 
 
-# -- 1. the article's streams under uvicorn, hypercorn and hypercorn's trio worker ----
+# -- 1. the demo's three streams under uvicorn, hypercorn and hypercorn's trio worker ----
 
 
 @pytest.fixture(scope="module", params=["demo", "demo-hypercorn", "hypercorn-trio"])
@@ -246,7 +246,7 @@ FRAME = re.compile(rb"event: echo\nid: (\d+)\ndata: (\{[^\n]*\})\n\n")
 
 
 @pytest.mark.parametrize("path", ["/sse", "/sse2"])
-def test_raw_bytes_look_like_the_article(
+def test_raw_bytes_look_like_the_tutorials(
     demo: Server, path: str, raw_streams: list[RawStream]
 ) -> None:
     stream = RawStream(demo.port, f"{path}?message=hello&interval=0.05")
@@ -306,7 +306,7 @@ def test_disconnect_with_httpx_runs_cleanup(demo: Server) -> None:
 # -- 3. graceful shutdown with 50 open streams ---------------------------------------
 
 STREAMS = 50
-SHUTDOWN_BOUND = 3.0  # "about a second" (DESIGN.md); generous for a loaded 2-core machine
+SHUTDOWN_BOUND = 3.0  # streams end "within about a second"; generous for a loaded 2-core machine
 EXIT_BOUND = 5.0
 
 

@@ -1,7 +1,7 @@
-"""The demo: the article's three endpoints and a live page, as one ASGI app.
+"""The demo: three streams (plain, typed, merged) and a live page, as one ASGI app.
 
 - ``/sse?message=hello``  plain `ServerSentEvent`s named ``echo``, ids from 0, JSON data
-  with ``message`` and ``created_at``, one per second (the article's first step);
+  with ``message`` and ``created_at``, one per second (step one);
 - ``/sse2?message=hello`` the same as typed ``Echo`` events (step two);
 - ``/sse3?message=hello`` ``echo`` merged with ``reverse_echo``, which starts a second
   later and reverses the message (step three);
@@ -91,7 +91,7 @@ async def _ticks(interval: float, count: int | None, start: int) -> AsyncIterato
 
 
 async def sse(request: SSERequest) -> AsyncIterator[ServerSentEvent]:
-    """Step one: plain events, data as real JSON (not the dict repr of the article)."""
+    """Step one: plain events, data as real JSON (not a Python dict's repr)."""
     message, interval, count, start = _options(request)
     async for n in _tracked(_ticks(interval, count, start)):
         data = json.dumps({"message": message, "created_at": time.time()})
