@@ -1143,7 +1143,7 @@ def test_a_failing_stream_is_logged_once_and_the_client_gets_a_clean_end(
 def test_a_failing_ping_event_function_ends_the_stream_cleanly(shared_server: Server) -> None:
     quiet(shared_server)
     start = len(shared_server.output())
-    client, cid = fault(shared_server, "never-yields", "&ping=0.1&ping_event=fails")
+    client, _ = fault(shared_server, "never-yields", "&ping=0.1&ping_event=fails")
     assert client.complete, client.describe()
     quiet(shared_server)
     output = shared_server.output()[start:]
@@ -1181,8 +1181,9 @@ def test_the_streams_own_asyncio_timeouts_fire_as_written_next_to_a_slow_reader(
 ) -> None:
     """The stream yields two 32 kB events at once, then waits under its own 50 ms
     asyncio deadline, and again; the client reads 150 kB/s through a small receive
-    buffer, so the server's sends block all along. Every event must arrive, every deadline must fire in the stream (and not
-    in the response), and the stream must end cleanly - under real uvicorn, on asyncio."""
+    buffer, so the server's sends block all along. Every event must arrive, every
+    deadline must fire in the stream (and not in the response), and the stream must end
+    cleanly - under real uvicorn, on asyncio."""
     count = 12
     client = RawClient(server.port, rcvbuf=4096, timeout=20)
     clients.append(client)
