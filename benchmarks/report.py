@@ -408,6 +408,9 @@ def write_results(
         lines += [f"![ratios to minimal]({chart.name})", ""]
     if notes:
         lines += ["## Notes", "", *[f"- {note}" for note in notes], ""]
+    stress = stress_section(path)
+    if stress:
+        lines += [stress, ""]
     lines += [
         "## Every installed package",
         "",
@@ -419,6 +422,36 @@ def write_results(
         "",
     ]
     path.write_text("\n".join(lines))
+
+
+STRESS_START = "<!-- stress: written by benchmarks/stress.py -->"
+STRESS_END = "<!-- /stress -->"
+
+
+def stress_section(path: Path) -> str:
+    """The section benchmarks/stress.py wrote into ``path`` (kept across rewrites)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return ""
+    start = text.find(STRESS_START)
+    end = text.find(STRESS_END, start)
+    return text[start : end + len(STRESS_END)] if start >= 0 and end >= 0 else ""
+
+
+def write_stress_section(path: Path, section: str) -> None:
+    """Put ``section`` (between the stress markers) into ``path``, replacing the old one,
+    before "Every installed package" (or at the end)."""
+    block = f"{STRESS_START}\n{section.strip()}\n{STRESS_END}"
+    text = path.read_text() if path.exists() else ""
+    old = stress_section(path)
+    if old:
+        text = text.replace(old, block)
+    elif "## Every installed package" in text:
+        text = text.replace("## Every installed package", block + "\n\n## Every installed package")
+    else:
+        text = text + "\n" + block + "\n"
+    path.write_text(text)
 
 
 def write_chart(path: Path, runs: Runs, exclude: Sequence[str] = ("ceiling",)) -> None:

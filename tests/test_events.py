@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from asgi_sse import BaseEvent, EventStreamParser, InvalidEventError, ParsedEvent, event_stream
+from asgi_sse import (
+    BaseEvent,
+    EventStreamParser,
+    InvalidEventError,
+    ParsedEvent,
+    ServerSentEvent,
+    event_stream,
+)
 from asgi_sse._events import event_name_for
 
 
@@ -262,3 +271,39 @@ async def test_event_stream_rejects_other_items() -> None:
     with pytest.raises(TypeError, match="BaseEvent"):
         async for _ in wrong():
             pass
+
+
+class IdProbe(BaseEvent[str]):
+    pass
+
+
+def _accepts(make: Callable[[], object]) -> bool:
+    try:
+        make()
+    except ValueError:  # InvalidEventError and pydantic's ValidationError both are
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        st.one_of(
+            st.sampled_from("\r\n\x00\ud800\udfff\u2028 é"),
+            st.characters(blacklist_categories=()),  # surrogates included
+        ),
+        max_size=8,
+    )
+)
+def test_the_id_rule_is_one_rule_everywhere(value: str) -> None:
+    """ServerSentEvent, BaseEvent and BaseEvent.frame accept exactly the same ids, and
+    put the same `id:` line on the wire."""
+    wire = _accepts(lambda: ServerSentEvent("x", id=value))
+    model = _accepts(lambda: IdProbe(data="x", id=value))
+    frame = _accepts(lambda: IdProbe.frame("x", id=value))
+    assert wire == model == frame, (value, wire, model, frame)
+    if wire:
+        id_line = b"id: " + value.encode() + b"\n"
+        assert id_line in ServerSentEvent("x", id=value).encode()
+        assert IdProbe(data="x", id=value).encode() == IdProbe.frame("x", id=value)
+        assert id_line in IdProbe.frame("x", id=value)
