@@ -6,12 +6,21 @@ into any ASGI framework, and a streaming test client (`asgi_sse.testing`).
 """
 
 from ._endpoint import SSEEndpoint, SSERequest
-from ._errors import ClientDisconnected, InvalidEventError, SSEError, StreamClosed
+from ._errors import (
+    ClientDisconnected,
+    HubFull,
+    InvalidEventError,
+    SSEError,
+    StreamClosed,
+    TopicClosed,
+)
 from ._events import BaseEvent, event_stream
+from ._hub import Hub, HubObserver, HubStats, Reset, ResetInfo, Subscription
 from ._merge import Merged, buffered, merge
 from ._middleware import SSEMiddleware
 from ._parser import Comment, EventStreamParser, ParsedEvent
 from ._response import EventSourceResponse
+from ._resumable import ResumableMerge, resumable_merge
 from ._shutdown import GracefulShutdown, ShutdownSignal
 from ._version import __version__
 from ._wire import ServerSentEvent
@@ -23,9 +32,16 @@ __all__ = (
     "EventSourceResponse",
     "EventStreamParser",
     "GracefulShutdown",
+    "Hub",
+    "HubFull",
+    "HubObserver",
+    "HubStats",
     "InvalidEventError",
     "Merged",
     "ParsedEvent",
+    "Reset",
+    "ResetInfo",
+    "ResumableMerge",
     "SSEEndpoint",
     "SSEError",
     "SSEMiddleware",
@@ -33,8 +49,11 @@ __all__ = (
     "ServerSentEvent",
     "ShutdownSignal",
     "StreamClosed",
+    "Subscription",
+    "TopicClosed",
     "__version__",
     "buffered",
     "event_stream",
     "merge",
+    "resumable_merge",
 )

@@ -24,7 +24,7 @@ from ._options import (
     DEFAULT_SEND_TIMEOUT,
     StreamOptions,
 )
-from ._response import EventSourceResponse
+from ._response import EventSourceResponse, plain_response
 from ._types import (
     AnyReceive,
     AnyScope,
@@ -218,9 +218,9 @@ class SSEEndpoint:
         if not options.allows(method):
             allow = [(b"allow", options.allow_header())]
             if method == "OPTIONS":
-                await _plain(send, 204, b"", allow)
+                await plain_response(send, 204, b"", allow)
             else:
-                await _plain(send, 405, b"Method Not Allowed", allow)
+                await plain_response(send, 405, b"Method Not Allowed", allow)
             return
         request = SSERequest(scope, receive, last_event_id_param=options.last_event_id_param)
         try:
@@ -231,10 +231,10 @@ class SSEEndpoint:
             return
         except Exception:
             _log.exception("asgi_sse: the handler for %s raised", request.path)
-            await _plain(send, 500, b"Internal Server Error")
+            await plain_response(send, 500, b"Internal Server Error")
             return
         if result is None:
-            await _plain(send, 204, b"")
+            await plain_response(send, 204, b"")
             return
         if isinstance(result, EventSourceResponse):
             response = result
@@ -247,29 +247,11 @@ class SSEEndpoint:
                 request.path,
                 type(result).__name__,
             )
-            await _plain(send, 500, b"Internal Server Error")
+            await plain_response(send, 500, b"Internal Server Error")
             return
         else:
             response = EventSourceResponse.with_options(result, options)
         await response(scope, receive, send)
-
-
-async def _plain(
-    send: ASGISendCallable,
-    status: int,
-    body: bytes,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    base = [(b"content-type", b"text/plain; charset=utf-8")] if body else []
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": base + (headers or []),
-            "trailers": False,
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def answer_lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:

@@ -9,7 +9,14 @@ Convention: a value of the right type that cannot go on the wire raises
 
 from __future__ import annotations
 
-__all__ = ("ClientDisconnected", "InvalidEventError", "SSEError", "StreamClosed")
+__all__ = (
+    "ClientDisconnected",
+    "HubFull",
+    "InvalidEventError",
+    "SSEError",
+    "StreamClosed",
+    "TopicClosed",
+)
 
 
 class SSEError(Exception):
@@ -32,3 +39,12 @@ class ClientDisconnected(SSEError):
 class StreamClosed(SSEError):
     """The response ended (or the app returned) before the awaited event arrived
     (raised by the test client, `asgi_sse.testing`)."""
+
+
+class TopicClosed(SSEError):
+    """A hub topic was closed (`Hub.close`) and takes no more events."""
+
+
+class HubFull(SSEError):
+    """The hub holds its ``max_topics`` topics, every one with subscribers: a new topic
+    would make it hold more state than it was allowed."""

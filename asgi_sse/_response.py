@@ -15,7 +15,7 @@ Imports the layers below; no framework.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import Any, cast
@@ -39,7 +39,7 @@ from ._types import AnyReceive, AnyScope, AnySend
 from ._watch import watching
 from .types import EventStream, HeadersLike, PingEvent
 
-__all__ = ("EventSourceResponse",)
+__all__ = ("EventSourceResponse", "plain_response")
 
 _log = logging.getLogger("asgi_sse")
 
@@ -132,6 +132,16 @@ class EventSourceResponse:
         if scope["type"] != "http":
             msg = f"EventSourceResponse serves HTTP requests, not {scope['type']!r}"
             raise RuntimeError(msg)
+        stream = self.stream
+        prepare = getattr(stream, "prepare_stream", None)
+        if prepare is not None and scope["method"] not in _NO_BODY:
+            # Before any header: a stream with nothing to send must become a 204.
+            status = await _prepare(prepare, scope)
+            if status != 200:
+                await close_stream(stream)
+                body = b"Internal Server Error" if status == 500 else b""
+                await plain_response(send, status, body)
+                return
         await send(
             {
                 "type": "http.response.start",
@@ -149,6 +159,34 @@ class EventSourceResponse:
         conn = Connection(send, self.options, scope)
         async with watching(conn, receive):
             await _respond(self.stream, conn, shutdown)
+
+
+async def _prepare(prepare: Callable[[], Awaitable[bool]], scope: Mapping[str, Any]) -> int:
+    """The status a `Preparable` stream asks for: 200, 204 (nothing to send), or 500."""
+    try:
+        return 200 if await prepare() else 204
+    except Exception:
+        _log.exception("asgi_sse: preparing the stream for %s failed", scope.get("path", "?"))
+        return 500
+
+
+async def plain_response(
+    send: AnySend,
+    status: int,
+    body: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A whole response without a stream (204, 405, 500...): text, or no body."""
+    base = [(b"content-type", b"text/plain; charset=utf-8")] if body else []
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": base + (headers or []),
+            "trailers": False,
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _respond(stream: EventStream, conn: Connection, shutdown: ShutdownSignal | None) -> None:

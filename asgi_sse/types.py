@@ -25,6 +25,7 @@ __all__ = (
     "HeadersLike",
     "Item",
     "PingEvent",
+    "Preparable",
     "ReadyItems",
     "Receive",
     "Scope",
@@ -80,4 +81,19 @@ class ReadyItems(Protocol[T_co]):
             anyio.WouldBlock: when no item is ready.
             StopAsyncIteration: when the iterator is exhausted.
         """
+        ...
+
+
+class Preparable(Protocol):
+    """A stream that must do some work before the response starts, and may find that it
+    has nothing to send at all (a hub subscription to a closed topic).
+
+    `EventSourceResponse` awaits `prepare_stream()` before it sends any header: False
+    makes it answer 204 No Content - the one answer that makes a browser's EventSource
+    stop reconnecting - and an exception makes it answer 500 (logged). Every adapter
+    (`SSEEndpoint`, `SSEMiddleware`, the Starlette response) goes through it.
+    """
+
+    async def prepare_stream(self) -> bool:
+        """True to stream; False: nothing to send, answer 204 No Content."""
         ...

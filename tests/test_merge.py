@@ -11,7 +11,15 @@ import pytest
 from pydantic import BaseModel
 from typing_extensions import assert_type
 
-from asgi_sse import BaseEvent, EventSourceResponse, Merged, buffered, merge
+from asgi_sse import (
+    BaseEvent,
+    EventSourceResponse,
+    Merged,
+    ServerSentEvent,
+    buffered,
+    merge,
+    resumable_merge,
+)
 from asgi_sse.testing import connect
 
 pytestmark = pytest.mark.anyio
@@ -296,3 +304,81 @@ async def test_the_consumers_error_comes_out_as_itself_while_a_scope_around_is_c
                 await merged.__anext__()
                 outer.cancel()
                 raise OSError("client gone")
+
+
+# -- resumable_merge(): keyed sources, one cursor ------------------------------------------
+
+
+def counter(name: str, count: int) -> Any:
+    """A source that numbers its events from after ``last`` (its own ids)."""
+
+    async def start(last: str | None) -> AsyncIterator[ServerSentEvent]:
+        first = 0 if last is None else int(last) + 1
+        for n in range(first, first + count):
+            yield ServerSentEvent(f"{name}{n}", id=n)
+            await anyio.lowlevel.checkpoint()
+
+    return start
+
+
+async def test_resumable_merge_resumes_every_source_exactly() -> None:
+    sources = {"echo": counter("e", 3), "reverse": counter("r", 3)}
+    async with resumable_merge(sources) as events:
+        first = [event async for event in events]
+    assert sorted(e.data or "" for e in first) == ["e0", "e1", "e2", "r0", "r1", "r2"]
+    ids = [e.id for e in first]
+    assert len(set(ids)) == 6  # no collisions between the sources' own ids
+    cursor = ids[3]
+    seen = {e.data for e in first[:4]}
+    merged = resumable_merge(sources, last_event_id=cursor)
+    async with merged as events:
+        again = [event async for event in events]
+    expected_starts = {
+        name: str(max(int(d[1:]) for d in seen if d[0] == name[0])) for name in sources
+    }
+    assert merged.starts == expected_starts
+    resumed = {e.data for e in again}
+    assert not resumed & seen  # nothing twice
+    assert all(int(d[1:]) <= 5 for d in resumed)
+
+
+async def test_resumable_merge_with_a_typed_source_and_events_without_ids() -> None:
+    class Note(BaseEvent[str]):
+        pass
+
+    async def typed(last: str | None) -> AsyncIterator[Note | str]:
+        yield "no id"
+        yield Note(data="n", id=7)
+
+    async with resumable_merge({"t": typed}) as events:
+        plain, note = [event async for event in events]
+    assert plain == "no id"
+    assert isinstance(note, Note)
+    assert note.id is not None
+    assert note.id != 7
+
+
+async def test_resumable_merge_refuses_an_id_that_cannot_go_into_a_cursor() -> None:
+    from asgi_sse import InvalidEventError
+
+    async def bad(last: str | None) -> AsyncIterator[ServerSentEvent]:
+        yield ServerSentEvent("x", id="a.b")
+
+    with pytest.raises(InvalidEventError, match="goes into the cursor"):
+        async with resumable_merge({"bad": bad}) as events:
+            async for _ in events:
+                pass
+
+
+async def test_resumable_merge_starts_afresh_on_a_malformed_cursor() -> None:
+    merged = resumable_merge({"a": counter("a", 1)}, last_event_id="not a cursor")
+    assert merged.starts == {"a": None}
+    with pytest.raises(ValueError, match="at least one source"):
+        resumable_merge({})
+
+
+async def test_resumable_merge_through_the_response_batches_ready_items() -> None:
+    response = EventSourceResponse(resumable_merge({"a": counter("a", 3)}, buffer=8))
+    async with connect(response) as stream:
+        events = await stream.events(3)
+    assert [e.data for e in events] == ["a0", "a1", "a2"]

@@ -14,9 +14,16 @@ EXPECTED = {
     "EventSourceResponse",
     "EventStreamParser",
     "GracefulShutdown",
+    "Hub",
+    "HubFull",
+    "HubObserver",
+    "HubStats",
     "InvalidEventError",
     "Merged",
     "ParsedEvent",
+    "Reset",
+    "ResetInfo",
+    "ResumableMerge",
     "SSEEndpoint",
     "SSEError",
     "SSEMiddleware",
@@ -24,10 +31,13 @@ EXPECTED = {
     "ServerSentEvent",
     "ShutdownSignal",
     "StreamClosed",
+    "Subscription",
+    "TopicClosed",
     "__version__",
     "buffered",
     "event_stream",
     "merge",
+    "resumable_merge",
 }
 
 
@@ -54,6 +64,8 @@ def test_error_hierarchy() -> None:
     assert issubclass(asgi_sse.InvalidEventError, ValueError)
     assert issubclass(asgi_sse.ClientDisconnected, asgi_sse.SSEError)
     assert issubclass(asgi_sse.StreamClosed, asgi_sse.SSEError)
+    assert issubclass(asgi_sse.TopicClosed, asgi_sse.SSEError)
+    assert issubclass(asgi_sse.HubFull, asgi_sse.SSEError)
     from asgi_sse.testing import StreamClosed
 
     assert StreamClosed is asgi_sse.StreamClosed
@@ -105,6 +117,17 @@ def test_events_layer_imports_nothing_async() -> None:
 
 
 def test_options_and_items_import_nothing_async() -> None:
-    for module in ("asgi_sse._options", "asgi_sse._items"):
+    for module in ("asgi_sse._options", "asgi_sse._items", "asgi_sse._cursor"):
         loaded = imported_by(module)
         assert not loaded & {"anyio", "asgiref", "trio", "asyncio"}, module
+
+
+def test_the_hub_never_imports_the_asgi_layer() -> None:
+    loaded = imported_by("asgi_sse._hub")
+    assert not loaded & {
+        "asgi_sse._response",
+        "asgi_sse._pump",
+        "asgi_sse._connection",
+        "asgi_sse._watch",
+        "asgi_sse._endpoint",
+    }

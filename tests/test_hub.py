@@ -1,0 +1,696 @@
+"""Hub, in-process on asyncio and trio: publish once, fan out, resume exactly, Reset when
+it cannot, bounded logs, several topics under one cursor, ending with 204."""
+
+from __future__ import annotations
+
+import gc
+import json
+import tracemalloc
+from typing import Any
+
+import anyio
+import pytest
+from pydantic import BaseModel
+
+from asgi_sse import (
+    BaseEvent,
+    EventSourceResponse,
+    Hub,
+    HubFull,
+    HubObserver,
+    InvalidEventError,
+    ParsedEvent,
+    Reset,
+    ServerSentEvent,
+    SSEEndpoint,
+    SSERequest,
+    Subscription,
+    TopicClosed,
+)
+from asgi_sse._cursor import parse_cursor, parse_position, source_key
+from asgi_sse.testing import connect
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+
+class Price(BaseModel):
+    symbol: str
+    cents: int
+
+
+class Tick(BaseEvent[Price]):
+    pass
+
+
+def tick(cents: int) -> Tick:
+    return Tick(data=Price(symbol="X", cents=cents))
+
+
+def frames_of(items: list[bytes]) -> list[ParsedEvent]:
+    from asgi_sse import EventStreamParser
+
+    parser = EventStreamParser()
+    events: list[ParsedEvent] = []
+    for item in items:
+        events += [e for e in parser.feed(item) if isinstance(e, ParsedEvent)]
+    return events
+
+
+async def take(sub: Subscription, count: int) -> list[bytes]:
+    """``count`` frames, waiting for each (bounded by the test timeout)."""
+    with anyio.fail_after(5):
+        return [await sub.__anext__() for _ in range(count)]
+
+
+def ready(sub: Subscription) -> list[bytes]:
+    """Every frame ready now (up to the end, if it ended)."""
+    out: list[bytes] = []
+    while True:
+        try:
+            out.append(sub.next_nowait())
+        except (anyio.WouldBlock, StopAsyncIteration):
+            return out
+
+
+def reset_info(frame: bytes) -> dict[str, Any]:
+    (event,) = frames_of([frame])
+    assert event.event == "reset", frame
+    info: dict[str, Any] = json.loads(event.data)
+    assert info["resume_from"] == event.id
+    return info
+
+
+# -- publishing -------------------------------------------------------------------------
+
+
+async def test_ids_increase_per_topic_under_one_epoch() -> None:
+    hub = Hub()
+    first = await hub.publish("news", tick(1))
+    second = await hub.publish("news", tick(2))
+    other = await hub.publish("other", "x")
+    epoch, one = parse_position(first) or ("", 0)
+    assert (one, parse_position(second)) == (1, (epoch, 2))
+    assert parse_position(other) is not None
+    assert parse_position(other) != (epoch, 1)
+    assert hub.head("news") == second
+    assert hub.head("nowhere") is None
+
+
+async def test_the_wire_id_is_the_published_id_and_every_subscriber_sends_the_same_bytes() -> None:
+    hub = Hub()
+    subs = [hub.subscribe("news") for _ in range(3)]
+    for sub in subs:
+        assert await sub.prepare_stream()
+        ready(sub)  # the priming frame
+    event_id = await hub.publish("news", tick(7))
+    frames = [ready(sub)[0] for sub in subs]
+    assert frames[0] is frames[1] is frames[2]  # encoded once, the very same object
+    (event,) = frames_of(frames[:1])
+    assert (event.event, event.id, json.loads(event.data)) == (
+        "tick",
+        event_id,
+        {"symbol": "X", "cents": 7},
+    )
+
+
+async def test_an_event_is_encoded_once_whatever_the_number_of_subscribers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asgi_sse._hub as hub_module
+
+    calls = 0
+    original = hub_module._frame_parts
+
+    def counting(item: Any) -> tuple[bytes, bytes]:
+        nonlocal calls
+        calls += 1
+        return original(item)
+
+    monkeypatch.setattr(hub_module, "_frame_parts", counting)
+    hub = Hub()
+    subs = [hub.subscribe("news") for _ in range(5000)]
+    for sub in subs:
+        await sub.prepare_stream()
+        ready(sub)
+    for n in range(3):
+        await hub.publish("news", tick(n))
+    delivered = [ready(sub) for sub in subs]
+    assert calls == 3
+    assert all(len(frames) == 3 for frames in delivered)
+    assert hub.stats().delivered_events == 5000 * (3 + 1)  # with the priming frames
+
+
+@pytest.mark.parametrize(
+    ("event", "error", "match"),
+    [
+        (Tick(data=Price(symbol="X", cents=1), id=5), InvalidEventError, "assigns event ids"),
+        (ServerSentEvent("x", id="5"), InvalidEventError, "assigns event ids"),
+        (ServerSentEvent(comment="only a comment"), InvalidEventError, "with data"),
+        (ServerSentEvent(retry=5), InvalidEventError, "with data"),
+        (42, TypeError, "publish a BaseEvent"),
+    ],
+)
+async def test_what_cannot_be_published_fails_at_publish(
+    event: Any, error: type[Exception], match: str
+) -> None:
+    hub = Hub()
+    with pytest.raises(error, match=match):
+        await hub.publish("news", event)
+    assert hub.stats().published == 0
+
+
+async def test_an_unencodable_event_fails_where_it_is_published() -> None:
+    class Note(BaseEvent[str]):
+        pass
+
+    hub = Hub()
+    with pytest.raises(InvalidEventError, match="Note cannot be encoded"):
+        await hub.publish("news", Note(data="\ud800"))
+
+
+async def test_event_names_comments_and_retry_survive_the_id_insertion() -> None:
+    hub = Hub()
+    sub = hub.subscribe("t", last_event_id=Hub.EARLIEST)
+    await hub.publish("t", ServerSentEvent("a\nb", event="x", comment="hi", retry=10))
+    await hub.publish("t", "plain")
+    await sub.prepare_stream()
+    frames = ready(sub)
+    assert frames[0].startswith(b": hi\nevent: x\nid: ")
+    assert frames[0].endswith(b"\ndata: a\ndata: b\nretry: 10\n\n")
+    events = frames_of(frames)
+    assert [(e.event, e.data, e.retry) for e in events] == [
+        ("x", "a\nb", 10),
+        ("message", "plain", None),
+    ]
+
+
+# -- resuming ------------------------------------------------------------------------------
+
+
+async def test_no_id_primes_the_cursor_at_the_head_then_goes_live() -> None:
+    hub = Hub()
+    await hub.publish("news", tick(1))
+    for last in (None, ""):  # an empty Last-Event-ID is no id
+        head = hub.head("news")
+        sub = hub.subscribe("news", last_event_id=last)
+        assert await sub.prepare_stream()
+        assert ready(sub) == [f"id: {head}\n\n".encode()]  # no data line: not dispatched
+        new = await hub.publish("news", tick(2))
+        assert [e.id for e in frames_of(ready(sub))] == [new]
+        sub.close()
+
+
+async def test_an_empty_topic_has_a_head_id_too() -> None:
+    hub = Hub()
+    sub = hub.subscribe("fresh")
+    await sub.prepare_stream()
+    (priming,) = ready(sub)
+    head = priming.decode().removeprefix("id: ").strip()
+    assert parse_position(head) is not None
+    assert head.endswith("-0")
+    event_id = await hub.publish("fresh", tick(1))
+    again = hub.subscribe("fresh", last_event_id=head)
+    await again.prepare_stream()
+    assert [e.id for e in frames_of(ready(again))] == [event_id]
+
+
+async def test_a_retained_id_replays_then_goes_live_with_no_gap_and_no_duplicate() -> None:
+    hub = Hub()
+    ids = [await hub.publish("news", tick(n)) for n in range(5)]
+    sub = hub.subscribe("news", last_event_id=ids[1])
+    await sub.prepare_stream()
+    replayed = ready(sub)
+    during = await hub.publish("news", tick(5))  # while the replay goes out
+    live = await take(sub, 1)
+    assert [e.id for e in frames_of(replayed + live)] == [*ids[2:], during]
+    assert hub.stats().replays == 1
+
+
+async def test_the_head_id_replays_nothing_and_goes_live() -> None:
+    hub = Hub()
+    last = await hub.publish("news", tick(1))
+    sub = hub.subscribe("news", last_event_id=last)
+    await sub.prepare_stream()
+    assert ready(sub) == []
+    new = await hub.publish("news", tick(2))
+    assert [e.id for e in frames_of(await take(sub, 1))] == [new]
+
+
+async def test_earliest_gives_everything_the_log_holds() -> None:
+    hub = Hub(history=3)
+    ids = [await hub.publish("news", tick(n)) for n in range(5)]
+    sub = hub.subscribe("news", last_event_id=Hub.EARLIEST)
+    await sub.prepare_stream()
+    assert [e.id for e in frames_of(ready(sub))] == ids[2:]
+    assert hub.stats().resets == {}
+
+
+@pytest.mark.parametrize(
+    ("make_id", "reason"),
+    [
+        (lambda ids, epoch: ids[0], "gone"),  # trimmed out of the log
+        (lambda ids, epoch: "00000000-2", "unknown"),  # another epoch: a restart
+        (lambda ids, epoch: f"{epoch}-999", "unknown"),  # from the future
+        (lambda ids, epoch: "42", "malformed"),
+        (lambda ids, epoch: "x" * 10_000, "malformed"),
+        (lambda ids, epoch: "é😀", "malformed"),
+    ],
+)
+async def test_an_id_that_cannot_resume_exactly_gets_a_reset_then_live(
+    make_id: Any, reason: str
+) -> None:
+    hub = Hub(history=3)
+    ids = [await hub.publish("news", tick(n)) for n in range(5)]
+    epoch = ids[0].split("-")[0]
+    sub = hub.subscribe("news", last_event_id=make_id(ids, epoch))
+    assert await sub.prepare_stream()
+    frames = ready(sub)
+    assert len(frames) == 1  # nothing the log holds is replayed after a Reset
+    info = reset_info(frames[0])
+    assert info == {"reason": reason, "topics": ["news"], "resume_from": ids[-1]}
+    new = await hub.publish("news", tick(9))
+    assert [e.id for e in frames_of(await take(sub, 1))] == [new]
+    assert hub.stats().resets == {reason: 1}
+    decoded = Reset.decode(frames_of(frames)[0].data)
+    assert decoded.data.reason == reason
+
+
+async def test_the_log_is_bounded_in_bytes_too() -> None:
+    hub = Hub(history=1000, history_bytes=1000)
+    ids = [await hub.publish("big", "x" * 300) for _ in range(10)]
+    sub = hub.subscribe("big", last_event_id=Hub.EARLIEST)
+    await sub.prepare_stream()
+    kept = [e.id for e in frames_of(ready(sub))]
+    assert kept == ids[-len(kept) :]
+    assert 2 <= len(kept) <= 3
+
+
+async def test_one_event_larger_than_history_bytes_is_still_kept() -> None:
+    hub = Hub(history_bytes=10)
+    event_id = await hub.publish("big", "x" * 100)
+    sub = hub.subscribe("big", last_event_id=Hub.EARLIEST)
+    await sub.prepare_stream()
+    assert [e.id for e in frames_of(ready(sub))] == [event_id]
+
+
+# -- slow subscribers ------------------------------------------------------------------------
+
+
+async def test_a_frozen_subscriber_that_falls_out_of_the_log_gets_a_reset() -> None:
+    hub = Hub(history=10)
+    frozen = hub.subscribe("news")
+    reader = hub.subscribe("news")
+    for sub in (frozen, reader):
+        await sub.prepare_stream()
+        ready(sub)
+    ids = []
+    for n in range(11):
+        ids.append(await hub.publish("news", tick(n)))
+        assert [e.id for e in frames_of(ready(reader))] == [ids[-1]]  # not slowed
+    frames = ready(frozen)
+    info = reset_info(frames[0])
+    assert info == {"reason": "overflow", "topics": ["news"], "resume_from": ids[-1]}
+    assert frames[1:] == []  # then live: nothing replayed
+    new = await hub.publish("news", tick(99))
+    assert [e.id for e in frames_of(ready(frozen))] == [new]
+    assert hub.stats().resets == {"overflow": 1}
+
+
+async def test_the_disconnect_policy_ends_an_overflowing_stream() -> None:
+    hub = Hub(history=2, on_overflow="disconnect")
+    sub = hub.subscribe("news")
+    await sub.prepare_stream()
+    last_seen = ready(sub)[0].decode().removeprefix("id: ").strip()
+    for n in range(3):
+        await hub.publish("news", tick(n))
+    with pytest.raises(StopAsyncIteration):
+        sub.next_nowait()
+    assert hub.stats().dropped == {"overflow": 1}
+    again = hub.subscribe("news", last_event_id=last_seen)  # its reconnect
+    await again.prepare_stream()
+    assert reset_info(ready(again)[0])["reason"] == "gone"
+
+
+# -- several topics, one cursor -----------------------------------------------------------------
+
+
+async def test_several_topics_interleave_under_a_composite_cursor() -> None:
+    hub = Hub()
+    sub = hub.subscribe("a", "b")
+    await sub.prepare_stream()
+    (priming,) = ready(sub)
+    cursor = priming.decode().removeprefix("id: ").strip()
+    assert set((parse_cursor(cursor) or {}).keys()) == {source_key("a"), source_key("b")}
+    a1 = await hub.publish("a", "a1")
+    b1 = await hub.publish("b", "b1")
+    a2 = await hub.publish("a", "a2")
+    events = frames_of(ready(sub))
+    assert sorted(e.data for e in events) == ["a1", "a2", "b1"]
+    assert [e.data for e in events if e.data.startswith("a")] == ["a1", "a2"]  # per topic
+    last = parse_cursor(events[-1].id) or {}
+    assert last == {source_key("a"): a2, source_key("b"): b1}
+    assert a1 != a2
+
+
+async def test_a_composite_cursor_resumes_every_topic_exactly() -> None:
+    hub = Hub()
+    sub = hub.subscribe("a", "b")
+    await sub.prepare_stream()
+    ready(sub)
+    await hub.publish("a", "a1")
+    await hub.publish("b", "b1")
+    events = frames_of(ready(sub))
+    cursor = events[-1].id
+    sub.close()
+    await hub.publish("a", "a2")
+    await hub.publish("b", "b2")
+    again = hub.subscribe("a", "b", last_event_id=cursor)
+    await again.prepare_stream()
+    assert sorted(e.data for e in frames_of(ready(again))) == ["a2", "b2"]
+
+
+async def test_cursor_keys_of_topics_not_granted_are_ignored() -> None:
+    hub = Hub()
+    secret = hub.subscribe("a", "secret")
+    await secret.prepare_stream()
+    ready(secret)
+    await hub.publish("secret", "classified")
+    await hub.publish("a", "a1")
+    cursor = frames_of(ready(secret))[0].id
+    granted = hub.subscribe("a", "b", last_event_id=cursor)
+    await granted.prepare_stream()
+    frames = frames_of(ready(granted))
+    assert all("classified" not in e.data for e in frames)
+    assert all(e.event != "reset" for e in frames)
+
+
+async def test_a_single_topic_id_given_to_several_topics_is_malformed() -> None:
+    hub = Hub()
+    event_id = await hub.publish("a", "a1")
+    sub = hub.subscribe("a", "b", last_event_id=event_id)
+    await sub.prepare_stream()
+    assert reset_info(ready(sub)[0])["reason"] == "malformed"
+
+
+# -- ending --------------------------------------------------------------------------------
+
+
+async def test_closing_a_topic_drains_open_streams_then_ends_them() -> None:
+    hub = Hub()
+    sub = hub.subscribe("news")
+    await sub.prepare_stream()
+    ready(sub)
+    first = await hub.publish("news", tick(1))
+    await hub.close("news", final_event=ServerSentEvent("bye", event="closed"))
+    frames = frames_of([*ready(sub)])
+    assert [e.id for e in frames][:1] == [first]
+    assert frames[-1].event == "closed"
+    with pytest.raises(StopAsyncIteration):
+        sub.next_nowait()
+    with pytest.raises(TopicClosed):
+        await hub.publish("news", tick(2))
+
+
+async def test_a_closed_topic_answers_204_at_the_head_and_the_tail_behind_it() -> None:
+    hub = Hub()
+    first = await hub.publish("news", tick(1))
+    last = await hub.publish("news", tick(2))
+    await hub.close("news")
+    app = SSEEndpoint(lambda request: hub.subscribe("news", last_event_id=request.last_event_id))
+    for at_head in (None, last):
+        async with connect(app, "/", last_event_id=at_head) as stream:
+            await stream.wait_finished()
+        assert stream.status == 204, at_head
+        assert stream.header("content-type") is None
+    async with connect(app, "/", last_event_id=first) as stream:
+        event = await stream.next_event()
+        await stream.wait_finished()
+    assert (stream.status, event.id) == (200, last)
+    assert stream.complete
+    assert hub.stats().subscribers == 0
+
+
+async def test_the_starlette_response_answers_204_too() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from asgi_sse.starlette import EventSourceResponse as StarletteResponse
+
+    hub = Hub()
+    await hub.close("news")
+
+    async def route(request: Request) -> StarletteResponse:
+        return StarletteResponse(hub.subscribe("news"))
+
+    async with connect(Starlette(routes=[Route("/", route)]), "/") as stream:
+        await stream.wait_finished()
+    assert stream.status == 204
+
+
+async def test_a_failing_prepare_is_a_500_before_any_header(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        def __aiter__(self) -> Broken:
+            return self
+
+        async def __anext__(self) -> str:
+            raise StopAsyncIteration  # pragma: no cover
+
+        async def prepare_stream(self) -> bool:
+            raise ConnectionError("the backend is down")
+
+    async with connect(EventSourceResponse(Broken())) as stream:
+        await stream.wait_finished()
+    assert stream.status == 500
+    assert "preparing the stream" in caplog.text
+
+
+async def test_stopping_the_hub_ends_every_stream() -> None:
+    async with Hub() as hub:
+        app = SSEEndpoint(lambda request: hub.subscribe("news"))
+        async with connect(app, "/") as stream:
+            await stream.wait_started()  # subscribed before the headers went out
+            await hub.publish("news", tick(1))
+            await stream.next_event()
+            await hub.stop()
+            await stream.wait_finished()
+        assert stream.complete
+        assert hub.stats().dropped == {"stopped": 1}
+        with pytest.raises(TopicClosed):
+            await hub.publish("news", tick(2))
+
+
+# -- through the response ----------------------------------------------------------------------
+
+
+async def test_a_subscriber_behind_gets_what_it_missed_in_one_send() -> None:
+    hub = Hub()
+    ids = [await hub.publish("news", tick(n)) for n in range(50)]
+    response = EventSourceResponse(hub.subscribe("news", last_event_id=ids[0]))
+    async with connect(response) as stream:
+        events = [await stream.next_event() for _ in range(49)]
+    assert [e.id for e in events] == ids[1:]
+    bodies = [m for m in stream.messages if m["type"] == "http.response.body" and m["body"]]
+    assert len(bodies) == 1
+
+
+async def test_the_subscription_ends_with_the_response() -> None:
+    hub = Hub()
+    app = SSEEndpoint(lambda request: hub.subscribe("news"))
+    async with connect(app, "/") as stream:
+        await stream.wait_started()
+        assert hub.stats().subscribers == 1
+    assert hub.stats().subscribers == 0
+
+
+# -- limits, lifecycle, threads, counters -------------------------------------------
+
+
+async def test_topics_are_bounded_idle_ones_make_room_and_busy_ones_refuse() -> None:
+    hub = Hub(max_topics=2)
+    await hub.publish("one", "x")
+    keep = hub.subscribe("two")
+    await hub.publish("three", "x")  # "one" (idle) was forgotten to make room
+    assert hub.head("one") is None
+    assert hub.stats().topics == 2
+    other = hub.subscribe("three")
+    with pytest.raises(HubFull):
+        await hub.publish("four", "x")
+    keep.close()
+    other.close()
+
+
+async def test_idle_topics_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asgi_sse._hub as hub_module
+
+    now = 1000.0
+    monkeypatch.setattr(hub_module, "monotonic", lambda: now)
+    hub = Hub(expire_after=10)
+    old = await hub.publish("old", "x")
+    busy = hub.subscribe("busy")
+    now += 11
+    await hub.publish("new", "x")  # a sweep happens on the way
+    assert hub.head("old") is None
+    assert hub.head("busy") is not None  # it has a subscriber
+    sub = hub.subscribe("old", last_event_id=old)  # a new log, a new epoch
+    await sub.prepare_stream()
+    assert reset_info(ready(sub)[0])["reason"] == "unknown"
+    busy.close()
+
+
+async def test_publish_from_another_thread() -> None:
+    async with Hub() as hub:
+        sub = hub.subscribe("news")
+        await sub.prepare_stream()
+        ready(sub)
+        event_id = await anyio.to_thread.run_sync(hub.publish_from_thread, "news", "hi")
+        assert [e.id for e in frames_of(ready(sub))] == [event_id]
+
+
+async def test_publish_from_a_thread_needs_an_entered_hub() -> None:
+    with pytest.raises(RuntimeError, match="enter the hub"):
+        Hub().publish_from_thread("news", "x")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"history": 0},
+        {"history_bytes": -1},
+        {"max_topics": True},
+        {"expire_after": 0},
+        {"on_overflow": "drop"},
+    ],
+)
+def test_hub_options_are_checked(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        Hub(**options)
+
+
+async def test_subscribe_needs_distinct_topics() -> None:
+    hub = Hub()
+    with pytest.raises(ValueError, match="at least one"):
+        hub.subscribe()
+    with pytest.raises(ValueError, match="twice"):
+        hub.subscribe("a", "a")
+    with pytest.raises(ValueError, match="non-empty str"):
+        hub.subscribe("")
+
+
+async def test_counters_and_the_observer() -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    class Recorder(HubObserver):
+        def on_publish(self, topic: str, event_id: str, size: int) -> None:
+            seen.append(("publish", topic))
+
+        def on_subscribe(self, topics: tuple[str, ...], how: str) -> None:
+            seen.append(("subscribe", topics, how))
+
+        def on_reset(self, topics: tuple[str, ...], reason: str) -> None:
+            seen.append(("reset", topics, reason))
+
+        def on_end(self, topics: tuple[str, ...], reason: str, events: int, size: int) -> None:
+            seen.append(("end", topics, reason, events))
+
+    hub = Hub(observer=Recorder())
+    sub = hub.subscribe("news")
+    await sub.prepare_stream()
+    await hub.publish("news", "x")
+    ready(sub)
+    sub.close()
+    bad = hub.subscribe("news", last_event_id="nope")
+    await bad.prepare_stream()
+    bad.close()
+    assert seen == [
+        ("subscribe", ("news",), "live"),
+        ("publish", "news"),
+        ("end", ("news",), "end", 2),
+        ("reset", ("news",), "malformed"),
+        ("subscribe", ("news",), "reset"),
+        ("end", ("news",), "end", 0),
+    ]
+    stats = hub.stats()
+    assert (stats.published, stats.subscribers, stats.resets) == (1, 0, {"malformed": 1})
+
+
+async def test_memory_per_idle_subscriber_is_a_few_hundred_bytes() -> None:
+    hub = Hub()
+    await hub.publish("news", "warm up")
+    count = 2000
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        subs = [hub.subscribe("news") for _ in range(count)]
+        for sub in subs:
+            await sub.prepare_stream()
+            ready(sub)
+        per_subscriber = (tracemalloc.get_traced_memory()[0] - before) / count
+    finally:
+        tracemalloc.stop()
+    print(f"\nmemory per idle subscriber (tracemalloc, cursor only): {per_subscriber:.0f} B")
+    assert per_subscriber < 1000
+    for sub in subs:
+        sub.close()
+
+
+async def test_a_subscription_iterated_directly_resolves_itself() -> None:
+    hub = Hub()
+    first = await hub.publish("news", "a")
+    sub = hub.subscribe("news", last_event_id=first)
+    await hub.publish("news", "b")
+    frames = await take(sub, 1)
+    assert frames_of(frames)[0].data == "b"
+    await sub.aclose()
+    await sub.aclose()  # idempotent
+
+
+async def test_a_handler_returning_a_subscription_streams_through_sse_endpoint() -> None:
+    hub = Hub()
+
+    def handler(request: SSERequest) -> Subscription:
+        return hub.subscribe("chat", last_event_id=request.last_event_id)
+
+    async with connect(SSEEndpoint(handler), "/") as stream:
+        await stream.wait_started()
+        event_id = await hub.publish("chat", "hello")
+        event = await stream.next_event()
+    assert (event.data, event.id) == ("hello", event_id)
+
+
+async def test_hub_lifespan_runs_the_hub_for_the_life_of_the_server() -> None:
+    hub = Hub()
+    inner_calls: list[str] = []
+    seen: dict[str, Any] = {}
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        inner_calls.append(scope["type"])
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                seen["thread_id"] = await anyio.to_thread.run_sync(
+                    hub.publish_from_thread, "news", "from a thread"
+                )
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+
+    app = hub.lifespan(inner)
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return messages.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+
+    await app({"type": "lifespan"}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert seen["thread_id"] == hub.head("news")
+    with pytest.raises(TopicClosed):  # stopped with the server
+        await hub.publish("news", "late")
+    async with connect(app, "/") as stream:  # http goes straight through
+        await stream.wait_finished()
+    assert inner_calls == ["lifespan", "http"]
