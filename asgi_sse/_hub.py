@@ -116,7 +116,8 @@ class HubObserver:
 
     def on_end(self, topics: tuple[str, ...], reason: str, events: int, size: int) -> None:
         """A subscription ended (``reason``: ``end``, ``closed``, ``overflow``,
-        ``stopped``) after delivering ``events`` frames of ``size`` bytes in all."""
+        ``stopped``, ``dropped``) after delivering ``events`` frames of ``size`` bytes
+        in all."""
 
 
 def _frame_parts(item: BaseEvent[Any] | ServerSentEvent | str) -> tuple[bytes, bytes]:
@@ -656,10 +657,20 @@ class Subscription:
     def _end(self, reason: str) -> None:
         if self._ended is None:
             self._ended = reason
-            if reason in ("overflow", "stopped"):
+            if reason in ("overflow", "stopped", "dropped"):
                 self._hub._count(self._hub._stats.dropped, reason)
 
     # -- closing --------------------------------------------------------------------------------
+
+    def drop(self) -> None:
+        """End this client's stream now, from anywhere in the event loop's thread (an
+        admin action, a logout): what it was sent stands, its response ends cleanly, and
+        a browser reconnects with its Last-Event-ID and resumes exactly."""
+        self._end("dropped")
+        if self._waiter is not None:
+            self._waiter.set()
+        elif len(self._topics) == 1:
+            self._topics[0].wake()
 
     async def aclose(self) -> None:
         """Stop following the topics (the response does it when it ends). Idempotent."""

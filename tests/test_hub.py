@@ -694,3 +694,25 @@ async def test_hub_lifespan_runs_the_hub_for_the_life_of_the_server() -> None:
     async with connect(app, "/") as stream:  # http goes straight through
         await stream.wait_finished()
     assert inner_calls == ["lifespan", "http"]
+
+
+async def test_dropping_a_subscription_ends_its_stream_and_it_resumes_exactly() -> None:
+    hub = Hub()
+    subs: list[Subscription] = []
+
+    def handler(request: SSERequest) -> Subscription:
+        subs.append(hub.subscribe("news", last_event_id=request.last_event_id))
+        return subs[-1]
+
+    app = SSEEndpoint(handler)
+    async with connect(app, "/") as stream:
+        await stream.wait_started()
+        first = await hub.publish("news", tick(1))
+        assert (await stream.next_event()).id == first
+        subs[-1].drop()
+        await stream.wait_finished()
+    assert stream.complete
+    missed = await hub.publish("news", tick(2))
+    async with connect(app, "/", last_event_id=stream.last_event_id) as again:
+        assert (await again.next_event()).id == missed
+    assert hub.stats().dropped == {"dropped": 1}
