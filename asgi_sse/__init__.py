@@ -15,7 +15,16 @@ from ._errors import (
     TopicClosed,
 )
 from ._events import BaseEvent, event_stream
-from ._hub import Hub, HubObserver, HubStats, Reset, ResetInfo, Subscription
+from ._hub import (
+    Hub,
+    HubBackend,
+    HubObserver,
+    HubStats,
+    MemoryBackend,
+    Reset,
+    ResetInfo,
+    Subscription,
+)
 from ._merge import Merged, buffered, merge
 from ._middleware import SSEMiddleware
 from ._parser import Comment, EventStreamParser, ParsedEvent
@@ -33,10 +42,12 @@ __all__ = (
     "EventStreamParser",
     "GracefulShutdown",
     "Hub",
+    "HubBackend",
     "HubFull",
     "HubObserver",
     "HubStats",
     "InvalidEventError",
+    "MemoryBackend",
     "Merged",
     "ParsedEvent",
     "Reset",

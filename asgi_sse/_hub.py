@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from time import monotonic
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 import anyio.from_thread
@@ -51,11 +51,14 @@ from ._wire import ServerSentEvent, encode_comment
 __all__ = (
     "EARLIEST",
     "Hub",
+    "HubBackend",
     "HubObserver",
     "HubStats",
+    "MemoryBackend",
     "Reset",
     "ResetInfo",
     "Subscription",
+    "TopicLog",
 )
 
 _log = logging.getLogger("asgi_sse")
@@ -147,8 +150,9 @@ def _frame_parts(item: BaseEvent[Any] | ServerSentEvent | str) -> tuple[bytes, b
     return encoded[: len(head)], encoded[len(head) :]
 
 
-class _Topic:
-    """One topic's log: frames ``first .. head`` (sequence numbers), oldest first."""
+class TopicLog:
+    """One topic's log in this process: frames ``first .. head`` (sequence numbers),
+    oldest first, bounded by count and bytes; plus what its subscribers wait on."""
 
     __slots__ = (
         "changed",
@@ -158,6 +162,8 @@ class _Topic:
         "frames",
         "head",
         "key",
+        "limit",
+        "limit_bytes",
         "name",
         "size",
         "subscribers",
@@ -165,10 +171,12 @@ class _Topic:
         "waiters",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, limit: int, limit_bytes: int) -> None:
         self.name = name
         self.key = source_key(name)
         self.epoch = new_epoch()
+        self.limit = limit
+        self.limit_bytes = limit_bytes
         # (frame, where its id line starts, where it ends)
         self.frames: deque[tuple[bytes, int, int]] = deque()
         self.first = 1  # the sequence of frames[0] (head + 1 when empty)
@@ -177,7 +185,7 @@ class _Topic:
         self.closed = False
         self.subscribers = 0
         self.touched = monotonic()
-        self.changed = anyio.Event()  # set (and replaced) by every publish
+        self.changed = anyio.Event()  # set (and replaced) by every append
         self.waiters: set[anyio.Event] = set()  # multi-topic subscribers' own events
 
     def head_id(self) -> str:
@@ -186,6 +194,22 @@ class _Topic:
     def frame(self, sequence: int) -> tuple[bytes, int, int]:
         return self.frames[sequence - self.first]
 
+    def append(self, event_id: str, head: bytes, tail: bytes) -> bytes:
+        """Add an event under ``event_id`` (the next sequence), trim, wake subscribers;
+        returns the frame every single-topic subscriber sends."""
+        id_line = b"id: " + event_id.encode() + b"\n"
+        frame = head + id_line + tail
+        frames = self.frames
+        frames.append((frame, len(head), len(head) + len(id_line)))
+        self.head += 1
+        self.size += len(frame)
+        while len(frames) > self.limit or (self.size > self.limit_bytes and len(frames) > 1):
+            self.size -= len(frames.popleft()[0])
+            self.first += 1
+        self.touched = monotonic()
+        self.wake()
+        return frame
+
     def wake(self) -> None:
         changed, self.changed = self.changed, anyio.Event()
         changed.set()
@@ -193,6 +217,58 @@ class _Topic:
             for waiter in self.waiters:
                 waiter.set()
             self.waiters.clear()
+
+
+class HubBackend(Protocol):
+    """Where a hub's events are kept and their ids come from.
+
+    The hub encodes each event once and fans it out from one `TopicLog` per topic in
+    this process; a backend assigns the id, keeps the event where other processes see
+    it (the Redis Streams backend) or not (`MemoryBackend`), and says where a client's
+    last event id resumes.
+    """
+
+    async def start(self, hub: Hub) -> None:
+        """Called when the hub is entered."""
+        ...
+
+    async def stop(self) -> None:
+        """Called when the hub stops."""
+        ...
+
+    async def append(self, log: TopicLog, head: bytes, tail: bytes) -> str:
+        """Store one event of ``log``'s topic (its frame split where the id line goes)
+        and return its id; the event reaches ``log`` (and every process's log) too."""
+        ...
+
+    async def locate(self, log: TopicLog, position: str) -> tuple[int, ResetReason | None]:
+        """The sequence in ``log`` after a client's ``position`` (an id this backend
+        gave), and why that is not exact (a `Reset` reason), if it is not."""
+        ...
+
+
+class MemoryBackend:
+    """The default backend: topics live in this process only. Ids are
+    ``<epoch>-<sequence>``, with an epoch chosen when a topic's log is created, so an
+    id from before a restart is a `Reset` ("unknown"), never the wrong events."""
+
+    async def start(self, hub: Hub) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def append(self, log: TopicLog, head: bytes, tail: bytes) -> str:
+        return self.append_nowait(log, head, tail)
+
+    def append_nowait(self, log: TopicLog, head: bytes, tail: bytes) -> str:
+        """`append` without awaiting (publishing from synchronous code)."""
+        event_id = format_position(log.epoch, log.head + 1)
+        log.append(event_id, head, tail)
+        return event_id
+
+    async def locate(self, log: TopicLog, position: str) -> tuple[int, ResetReason | None]:
+        return _resolve(log, position)
 
 
 class Hub:
@@ -225,6 +301,7 @@ class Hub:
         expire_after: float = 3600.0,
         max_topics: int = 10_000,
         observer: HubObserver | None = None,
+        backend: HubBackend | None = None,
     ) -> None:
         for name, value in (
             ("history", history),
@@ -245,7 +322,8 @@ class Hub:
         self.expire_after = expire_after
         self.max_topics = max_topics
         self.observer = observer
-        self._topics: dict[str, _Topic] = {}
+        self.backend: HubBackend = MemoryBackend() if backend is None else backend
+        self._topics: dict[str, TopicLog] = {}
         self._stopped = False
         self._token: Any = None
         self._swept = monotonic()
@@ -255,6 +333,7 @@ class Hub:
 
     async def __aenter__(self) -> Hub:
         self._token = anyio.lowlevel.current_token()
+        await self.backend.start(self)
         return self
 
     async def __aexit__(
@@ -286,6 +365,7 @@ class Hub:
         self._stopped = True
         for topic in self._topics.values():
             topic.wake()
+        await self.backend.stop()
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -301,34 +381,39 @@ class Hub:
             TypeError: ``event`` is not an event or a str.
             HubFull: a new topic, and ``max_topics`` topics all have subscribers.
         """
-        return self.publish_nowait(topic, event)
+        log, head, tail = self._to_publish(topic, event)
+        return self._published(log, await self.backend.append(log, head, tail), len(head + tail))
 
     def publish_nowait(self, topic: str, event: BaseEvent[Any] | ServerSentEvent | str) -> str:
         """`publish` from synchronous code running in the event loop's thread (a
-        callback, a sync function called by async code). Same errors."""
+        callback, a sync function called by async code). Same errors, and:
+
+        Raises:
+            TypeError: the backend cannot append without awaiting (Redis): use
+                `publish` or `publish_from_thread`.
+        """
+        append_nowait = getattr(self.backend, "append_nowait", None)
+        if append_nowait is None:
+            msg = f"{type(self.backend).__name__} publishes asynchronously: await publish()"
+            raise TypeError(msg)
+        log, head, tail = self._to_publish(topic, event)
+        return self._published(log, append_nowait(log, head, tail), len(head + tail))
+
+    def _to_publish(
+        self, topic: str, event: BaseEvent[Any] | ServerSentEvent | str
+    ) -> tuple[TopicLog, bytes, bytes]:
         if self._stopped:
             raise TopicClosed(f"the hub is stopped; {topic!r} takes no more events")
         log = self._topic(topic)
         if log.closed:
             raise TopicClosed(f"topic {topic!r} was closed")
         head, tail = _frame_parts(event)
-        sequence = log.head + 1
-        event_id = format_position(log.epoch, sequence)
-        id_line = b"id: " + event_id.encode() + b"\n"
-        frame = head + id_line + tail
-        log.frames.append((frame, len(head), len(head) + len(id_line)))
-        log.head = sequence
-        log.size += len(frame)
-        while len(log.frames) > self.history or (
-            log.size > self.history_bytes and len(log.frames) > 1
-        ):
-            log.size -= len(log.frames.popleft()[0])
-            log.first += 1
-        log.touched = monotonic()
+        return log, head, tail
+
+    def _published(self, log: TopicLog, event_id: str, size: int) -> str:
         self._stats.published += 1
-        log.wake()
         if self.observer is not None:
-            self.observer.on_publish(topic, event_id, len(frame))
+            self.observer.on_publish(log.name, event_id, size)
         return event_id
 
     def publish_from_thread(
@@ -343,7 +428,7 @@ class Hub:
         """
         if self._token is None:
             raise RuntimeError("enter the hub first (async with hub: ...) to publish from threads")
-        return anyio.from_thread.run_sync(self.publish_nowait, topic, event, token=self._token)
+        return anyio.from_thread.run(self.publish, topic, event, token=self._token)
 
     async def close(
         self, topic: str, final_event: BaseEvent[Any] | ServerSentEvent | str | None = None
@@ -355,7 +440,7 @@ class Hub:
         if log.closed:
             return
         if final_event is not None:
-            self.publish_nowait(topic, final_event)
+            await self.publish(topic, final_event)
         log.closed = True
         log.touched = monotonic()
         log.wake()
@@ -405,7 +490,7 @@ class Hub:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _topic(self, name: str) -> _Topic:
+    def _topic(self, name: str) -> TopicLog:
         log = self._topics.get(name)
         if log is not None:
             return log
@@ -417,7 +502,9 @@ class Hub:
             if not idle:
                 raise HubFull(f"the hub holds {self.max_topics} topics, all of them in use")
             del self._topics[min(idle, key=lambda t: t.touched).name]
-        self._topics[name] = log = _Topic(name)
+        self._topics[name] = log = TopicLog(
+            name, limit=self.history, limit_bytes=self.history_bytes
+        )
         return log
 
     def _sweep(self, *, force: bool = False) -> None:
@@ -462,7 +549,7 @@ class Subscription:
 
     def __init__(self, hub: Hub, topics: tuple[str, ...], last_event_id: str | None) -> None:
         self._hub = hub
-        self._topics: tuple[_Topic, ...] = ()
+        self._topics: tuple[TopicLog, ...] = ()
         self._last_event_id = last_event_id
         self._prepared = False
         self._ended: str | None = None
@@ -488,10 +575,10 @@ class Subscription:
         """Resolve the client's last event id against the logs. False: nothing will
         ever be sent (every topic is closed and the client is at its head), which the
         response answers with 204 No Content."""
-        self._prepare()
+        await self._prepare()
         return not (self._ended is not None and not self._pending)
 
-    def _prepare(self) -> None:
+    async def _prepare(self) -> None:
         if self._prepared:
             return
         self._prepared = True
@@ -515,7 +602,10 @@ class Subscription:
             else:
                 starts = []
                 for topic, position in zip(topics, positions, strict=True):
-                    start, why = _resolve(topic, position)
+                    if position is None:  # not in the cursor: from the head, quietly
+                        start, why = topic.head + 1, None
+                    else:
+                        start, why = await hub.backend.locate(topic, position)
                     if why is not None:
                         reset = why if reset is None else reset
                         reset_topics.append(topic.name)
@@ -585,7 +675,7 @@ class Subscription:
                 hub stopped, an overflow under the ``disconnect`` policy).
         """
         if not self._prepared:
-            self._prepare()
+            raise anyio.WouldBlock  # resolved by the first __anext__ (or prepare_stream)
         if self._pending:
             return self._deliver(self._pending.pop(0))
         if self._ended is not None:
@@ -617,6 +707,8 @@ class Subscription:
         raise anyio.WouldBlock
 
     async def __anext__(self) -> bytes:
+        if not self._prepared:
+            await self._prepare()
         while True:
             try:
                 return self.next_nowait()
@@ -646,7 +738,7 @@ class Subscription:
         self._size += len(frame)
         return frame
 
-    def _overflow(self, topic: _Topic) -> bytes:
+    def _overflow(self, topic: TopicLog) -> bytes:
         hub = self._hub
         if hub.on_overflow == "disconnect":
             self._end("overflow")
@@ -693,11 +785,9 @@ class Subscription:
         self._topics = ()
 
 
-def _resolve(topic: _Topic, position: str | None) -> tuple[int, ResetReason | None]:
-    """Where to start in ``topic`` for a client at ``position`` (None: not in its
-    cursor - from the head, quietly), and why not exactly there."""
-    if position is None:
-        return topic.head + 1, None
+def _resolve(topic: TopicLog, position: str) -> tuple[int, ResetReason | None]:
+    """Where to start in ``topic`` for a client at ``position``, and why not exactly
+    there (memory ids)."""
     parsed = parse_position(position)
     if parsed is None:
         return topic.head + 1, "malformed"

@@ -716,3 +716,42 @@ async def test_dropping_a_subscription_ends_its_stream_and_it_resumes_exactly() 
     async with connect(app, "/", last_event_id=stream.last_event_id) as again:
         assert (await again.next_event()).id == missed
     assert hub.stats().dropped == {"dropped": 1}
+
+
+async def test_a_backend_assigns_ids_and_says_where_clients_resume() -> None:
+    from asgi_sse import MemoryBackend
+    from asgi_sse._hub import TopicLog
+
+    calls: list[str] = []
+
+    class Recording:
+        """A backend of its own: ids from the memory backend, every call recorded;
+        no synchronous append, like a backend on the network."""
+
+        def __init__(self) -> None:
+            self.memory = MemoryBackend()
+
+        async def start(self, hub: Hub) -> None:
+            calls.append("start")
+
+        async def stop(self) -> None:
+            calls.append("stop")
+
+        async def append(self, log: TopicLog, head: bytes, tail: bytes) -> str:
+            calls.append(f"append {log.name}")
+            return self.memory.append_nowait(log, head, tail)
+
+        async def locate(self, log: TopicLog, position: str) -> tuple[int, Any]:
+            calls.append(f"locate {position}")
+            return await self.memory.locate(log, position)
+
+    async with Hub(backend=Recording()) as hub:
+        first = await hub.publish("t", "a")
+        await hub.publish("t", "b")
+        with pytest.raises(TypeError, match="publishes asynchronously"):
+            hub.publish_nowait("t", "c")
+        sub = hub.subscribe("t", last_event_id=first)
+        await sub.prepare_stream()
+        assert [e.data for e in frames_of(ready(sub))] == ["b"]
+        sub.close()
+    assert calls == ["start", "append t", "append t", f"locate {first}", "stop"]
