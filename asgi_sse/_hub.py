@@ -185,7 +185,10 @@ class TopicLog:
         self.closed = False
         self.subscribers = 0
         self.touched = monotonic()
-        self.changed = anyio.Event()  # set (and replaced) by every append
+        # Set (and forgotten) by every append; made by the first subscriber that waits,
+        # so a log is bound to no event loop while nobody waits (a hub made at import
+        # time serves whichever loop runs the app).
+        self.changed: anyio.Event | None = None
         self.waiters: set[anyio.Event] = set()  # multi-topic subscribers' own events
 
     def head_id(self) -> str:
@@ -210,9 +213,16 @@ class TopicLog:
         self.wake()
         return frame
 
+    def wait(self) -> anyio.Event:
+        """What a single-topic subscriber waits on until the next change."""
+        if self.changed is None:
+            self.changed = anyio.Event()
+        return self.changed
+
     def wake(self) -> None:
-        changed, self.changed = self.changed, anyio.Event()
-        changed.set()
+        changed, self.changed = self.changed, None
+        if changed is not None:
+            changed.set()
         if self.waiters:
             for waiter in self.waiters:
                 waiter.set()
@@ -332,6 +342,7 @@ class Hub:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Hub:
+        self._stopped = False  # a hub may run again after a stop (a server restarted in-process)
         self._token = anyio.lowlevel.current_token()
         await self.backend.start(self)
         return self
@@ -576,7 +587,7 @@ class Subscription:
         ever be sent (every topic is closed and the client is at its head), which the
         response answers with 204 No Content."""
         await self._prepare()
-        return not (self._ended is not None and not self._pending)
+        return not (self._ended == "closed" and not self._pending)
 
     async def _prepare(self) -> None:
         if self._prepared:
@@ -718,7 +729,7 @@ class Subscription:
 
     async def _wait(self) -> None:
         if len(self._topics) == 1:
-            await self._topics[0].changed.wait()
+            await self._topics[0].wait().wait()
             return
         self._waiter = waiter = anyio.Event()
         for topic in self._topics:

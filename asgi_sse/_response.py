@@ -142,15 +142,25 @@ class EventSourceResponse:
                 body = b"Internal Server Error" if status == 500 else b""
                 await plain_response(send, status, body)
                 return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status_code,
-                # A fresh list: middlewares may edit it in place; it is not kept.
-                "headers": list(self.options.header_list),
-                "trailers": False,
-            }
-        )
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    # A fresh list: middlewares may edit it in place; it is not kept.
+                    "headers": list(self.options.header_list),
+                    "trailers": False,
+                }
+            )
+        except BaseException as exc:
+            # No body will follow: the stream must not be left open (a subscription
+            # would count as a subscriber forever, a generator's finally would wait
+            # for the garbage collector).
+            with anyio.CancelScope(shield=True):
+                await close_stream(stream)
+            if isinstance(exc, OSError):  # ASGI 2.4: the client is already gone
+                return
+            raise
         shutdown = self._shutdown or cast(Mapping[str, Any], scope).get(SCOPE_KEY)
         if scope["method"] in _NO_BODY or (shutdown is not None and shutdown.is_set):
             await close_stream(self.stream)

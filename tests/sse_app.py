@@ -9,6 +9,16 @@
   the file named by ``$ASGI_SSE_TEST_STATS`` on every change, so a test can see that
   each stream's cleanup ran inside a server process that has since exited (even one
   killed by a signal, which runs no atexit hook).
+- ``tests.sse_app:chat_app`` - the demo app around a hub of its own, plus ``POST /close``
+  which closes the chat topic (the public demo never does): what a browser does when
+  the topic it follows ends.
+- ``tests.sse_app:hub_app`` - a bare hub app (`Hub.lifespan` inside `GracefulShutdown`)
+  for the real-server hub tests, any topic by name: ``GET /hub?topic=T[&topic=U]
+  [&client=C]`` streams (several topics: one composite cursor), ``POST
+  /hub/publish?topic=T`` publishes the body (UTF-8) as a ``note`` and answers
+  ``{"id": ...}``, ``POST /hub/close?topic=T``, ``POST /hub/drop?client=C`` (204, or
+  404), ``GET /hub/stats``. Its logs hold `HUB_HISTORY` events, so that an id falls out
+  of them after a few publishes.
 - ``python -m tests.sse_app [demo options]`` - exactly ``python -m asgi_sse.demo``
   (run through `runpy`, as ``-m`` does), with the same stats file.
 """
@@ -16,6 +26,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import runpy
@@ -26,11 +37,20 @@ from typing import Any
 import anyio
 
 import asgi_sse.demo
-from asgi_sse import BaseEvent, GracefulShutdown, ServerSentEvent, SSEMiddleware, SSERequest
+from asgi_sse import (
+    BaseEvent,
+    GracefulShutdown,
+    Hub,
+    ServerSentEvent,
+    SSEMiddleware,
+    SSERequest,
+    Subscription,
+    TopicClosed,
+)
 from asgi_sse._endpoint import answer_lifespan
-from asgi_sse._types import ASGIReceiveCallable, ASGISendCallable, Scope
+from asgi_sse._types import ASGIApp, ASGIReceiveCallable, ASGISendCallable, Scope
 
-__all__ = ("EXPECTED", "TRICKY", "app", "demo_app")
+__all__ = ("EXPECTED", "HUB_HISTORY", "TRICKY", "app", "chat_app", "demo_app", "hub_app")
 
 STATS_ENV = "ASGI_SSE_TEST_STATS"
 
@@ -178,6 +198,104 @@ async def _site(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallab
 
 
 app = GracefulShutdown(SSEMiddleware(_site, routes={"/idle": idle, "/tricky": tricky}))
+
+
+async def _plain(
+    send: ASGISendCallable, status: int, body: bytes = b"", content_type: bytes = b"text/plain"
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": headers if status != 204 else [],
+            "trailers": False,
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+# -- the demo, with a way to end its chat -----------------------------------------------
+
+chat_hub = Hub()
+_demo_with_chat_hub = asgi_sse.demo.create_app(chat_hub)
+
+
+async def chat_app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    """The demo (its own hub), plus ``POST /close``: the chat topic ends for good."""
+    if scope["type"] == "http" and scope["path"] == "/close" and scope["method"] == "POST":
+        await chat_hub.close(asgi_sse.demo.CHAT_TOPIC)
+        await _plain(send, 204)
+        return
+    await _demo_with_chat_hub(scope, receive, send)
+
+
+# -- a bare hub app ------------------------------------------------------------------------
+
+HUB_HISTORY = 16
+hub = Hub(history=HUB_HISTORY)
+# client -> its latest subscription, for /hub/drop. Never pruned: a test server lives
+# for one test module and its few clients.
+_subscriptions: dict[str, Subscription] = {}
+
+
+def hub_stream(request: SSERequest) -> Subscription:
+    topics = [value for name, value in request.query_list if name == "topic"]
+    subscription = hub.subscribe(*topics, last_event_id=request.last_event_id)
+    client = request.query_params.get("client")
+    if client is not None:
+        _subscriptions[client] = subscription
+    return subscription
+
+
+async def _read_body(receive: ASGIReceiveCallable) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                return body
+        elif message["type"] == "http.disconnect":
+            return body
+
+
+async def _hub_site(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    if scope["type"] == "lifespan":
+        await answer_lifespan(receive, send)
+        return
+    assert scope["type"] == "http"
+    request = SSERequest(scope, receive)
+    topic = request.query_params.get("topic", "")
+    path = scope["path"]
+    if path == "/hub/publish":
+        text = (await _read_body(receive)).decode()
+        try:
+            event_id = await hub.publish(topic, Note(data=text))
+        except TopicClosed:
+            await _plain(send, 409, b"closed")
+            return
+        await _plain(send, 200, json.dumps({"id": event_id}).encode(), b"application/json")
+    elif path == "/hub/close":
+        await hub.close(topic)
+        await _plain(send, 204)
+    elif path == "/hub/drop":
+        subscription = _subscriptions.pop(request.query_params.get("client", ""), None)
+        if subscription is None:
+            await _plain(send, 404, b"no such client")
+            return
+        subscription.drop()
+        await _plain(send, 204)
+    elif path == "/hub/stats":
+        body = json.dumps(dataclasses.asdict(hub.stats())).encode()
+        await _plain(send, 200, body, b"application/json")
+    else:
+        await _plain(send, 404, b"not found")
+
+
+hub_app: ASGIApp = GracefulShutdown(
+    hub.lifespan(SSEMiddleware(_hub_site, routes={"/hub": hub_stream}))
+)
 
 
 def _main() -> None:

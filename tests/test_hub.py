@@ -755,3 +755,54 @@ async def test_a_backend_assigns_ids_and_says_where_clients_resume() -> None:
         assert [e.data for e in frames_of(ready(sub))] == ["b"]
         sub.close()
     assert calls == ["start", "append t", "append t", f"locate {first}", "stop"]
+
+
+async def test_dropping_before_the_response_starts_is_no_204() -> None:
+    hub = Hub()
+    first = await hub.publish("news", "a")
+    sub = hub.subscribe("news", last_event_id=first)
+    sub.drop()
+    assert await sub.prepare_stream()  # streams (nothing), ends: the browser comes back
+
+
+async def test_the_stream_is_closed_when_the_headers_cannot_be_sent() -> None:
+    hub = Hub()
+    server_scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+
+    async def gone(message: Any) -> None:
+        raise OSError("the client left before the headers")
+
+    async def failing(message: Any) -> None:
+        raise RuntimeError("the server's send broke")
+
+    async def receive() -> Any:
+        await anyio.sleep_forever()
+
+    await EventSourceResponse(hub.subscribe("news"))(server_scope, receive, gone)
+    with pytest.raises(RuntimeError, match="send broke"):
+        await EventSourceResponse(hub.subscribe("news"))(server_scope, receive, failing)
+    assert hub.stats().subscribers == 0
+
+
+def test_one_hub_serves_whichever_event_loop_runs_it() -> None:
+    """A hub made at import time (the README's pattern) with several event loops in
+    turn, as in-process tests run one loop per test."""
+    hub = Hub()
+
+    async def round_trip() -> None:
+        async with hub:
+            sub = hub.subscribe("news")
+            await sub.prepare_stream()
+            ready(sub)
+            async with anyio.create_task_group() as group:
+
+                async def publish_later() -> None:
+                    await anyio.sleep(0.01)
+                    await hub.publish("news", "x")
+
+                group.start_soon(publish_later)
+                assert frames_of(await take(sub, 1))[0].data == "x"
+            sub.close()
+
+    for backend in ("asyncio", "trio", "asyncio"):
+        anyio.run(round_trip, backend=backend)  # entered again after each stop

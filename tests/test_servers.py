@@ -2,7 +2,8 @@
 worker), over real sockets on 127.0.0.1.
 
 - The demo's three streams, read with httpx and httpx-sse's parser (independent of
-  ours), and as raw bytes the way ``curl -N`` shows them.
+  ours), and as raw bytes the way ``curl -N`` shows them; /sse3's resume from its
+  cursor, and the demo's chat (its hub) fanning out.
 - A client that leaves mid-stream: the stream's cleanup runs in the server (/stats).
 - Graceful shutdown: 50 open streams, then SIGINT or
   SIGTERM; every client must see the chunked body's terminating ``0\\r\\n\\r\\n``, every
@@ -31,6 +32,7 @@ import pytest
 from httpx_sse import ServerSentEvent as ClientEvent
 from httpx_sse import connect_sse
 
+from asgi_sse._cursor import parse_cursor, source_key
 from tests.servers import DEMO_APP, HOST, RECORDED_DEMO_APP, TEST_APP, Server, running, wait_until
 
 TIMEOUT = httpx.Timeout(10.0)
@@ -223,6 +225,11 @@ def test_sse2_typed_events(demo: Server) -> None:
     assert stamps == sorted(stamps)
 
 
+def source_number(event: ClientEvent) -> str:
+    """The number an /sse3 event's own source gave it: its entry in the cursor id."""
+    return (parse_cursor(event.id) or {})[source_key(event.event)]
+
+
 def test_sse3_interleaves_echo_and_reverse_echo(demo: Server) -> None:
     events = read_events(demo, "/sse3?message=hello&interval=0.05", 10)
     kinds = [event.event for event in events]
@@ -232,8 +239,20 @@ def test_sse3_interleaves_echo_and_reverse_echo(demo: Server) -> None:
     assert kinds.count("reverse_echo") >= 4
     for name, message in (("echo", "hello"), ("reverse_echo", "olleh")):
         mine = [event for event in events if event.event == name]
-        assert [event.id for event in mine] == [str(n) for n in range(len(mine))]
+        assert [source_number(event) for event in mine] == [str(n) for n in range(len(mine))]
         assert {json.loads(event.data)["message"] for event in mine} == {message}
+
+
+def test_sse3_resumes_each_source_after_its_own_last_id(demo: Server) -> None:
+    events = read_events(demo, "/sse3?interval=0.05", 5)
+    cursor = events[-1].id
+    resumed = read_events(demo, "/sse3?interval=0.05", 4, **{"Last-Event-ID": cursor})
+    before = parse_cursor(cursor) or {}
+    for name in ("echo", "reverse_echo"):
+        mine = [int(source_number(event)) for event in resumed if event.event == name]
+        last = int(before.get(source_key(name), "-1"))
+        assert mine == list(range(last + 1, last + 1 + len(mine))), (name, cursor, mine)
+    assert cursor in get_json(demo, "/stats")["last_event_ids"]
 
 
 def test_reconnect_resumes_after_last_event_id(demo: Server) -> None:
@@ -293,14 +312,36 @@ def test_disconnect_with_httpx_runs_cleanup(demo: Server) -> None:
     wait_until(lambda: get_json(demo, "/stats")["open"] == 0, 10, "earlier streams to close")
     closed_before = get_json(demo, "/stats")["closed"]
     assert len(read_events(demo, "/sse3?interval=0.05", 3)) == 3
-    wait_until(
-        lambda: (
-            get_json(demo, "/stats") | {"last_event_ids": None}
-            == {"open": 0, "closed": closed_before + 1, "last_event_ids": None}
-        ),
-        10,
-        "the stream's cleanup",
-    )
+
+    def cleaned_up() -> bool:
+        stats = get_json(demo, "/stats")
+        return bool((stats["open"], stats["closed"]) == (0, closed_before + 1))
+
+    wait_until(cleaned_up, 10, "the stream's cleanup")
+
+
+def test_the_demo_chat_fans_out_with_the_same_ids(demo: Server) -> None:
+    """Two chat clients and a publish, over HTTP: the demo's hub under each server."""
+    with (
+        httpx.Client(base_url=demo.base_url, timeout=TIMEOUT) as http,
+        connect_sse(http, "GET", "/chat?client=one") as one,
+        connect_sse(http, "GET", "/chat?client=two") as two,
+    ):
+        # As a browser dispatches them: httpx-sse also yields the hub's id-only priming
+        # frame, which has no data.
+        streams = [(e for e in source.iter_sse() if e.data) for source in (one, two)]
+        for stream in streams:  # the `connected` event: both are subscribed now
+            assert next(stream).event == "connected"
+        published = http.post("/chat/publish", data={"text": "hello, both"})
+        assert published.status_code == 204
+        got = [next(stream) for stream in streams]
+        assert http.post("/chat/drop", params={"client": "one"}).status_code == 204
+        with pytest.raises(StopIteration):  # dropped: its body ends cleanly
+            next(streams[0])
+    assert [(e.event, e.id) for e in got] == [
+        ("chat_message", published.headers["x-event-id"])
+    ] * 2
+    assert {json.loads(e.data)["text"] for e in got} == {"hello, both"}
 
 
 # -- 3. graceful shutdown with 50 open streams ---------------------------------------
