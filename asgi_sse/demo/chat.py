@@ -1,0 +1,273 @@
+"""The demo's chat: one topic of a `Hub`, and which client holds which stream.
+
+A `ChatRoom` hands every ``GET /chat`` a `Connected` event, then the hub subscription's
+frames (resumed after the client's Last-Event-ID); it publishes `ChatMessage`s; and it
+can drop one client's connection, which its browser then resumes with no gap. The HTTP
+helpers parse and check what ``POST /chat/publish`` and ``/chat/drop`` receive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel
+
+from asgi_sse import BaseEvent, Hub, SSERequest, Subscription
+from asgi_sse.types import Receive, Send
+
+__all__ = (
+    "CHAT_TOPIC",
+    "MAX_BODY",
+    "MAX_CLIENTS",
+    "MAX_TEXT",
+    "RECONNECT_MS",
+    "ChatMessage",
+    "ChatPayload",
+    "ChatRoom",
+    "ClientLeft",
+    "Connected",
+    "ConnectedInfo",
+    "HTTPError",
+    "answer",
+    "chat_text",
+    "client_of",
+    "read_body",
+)
+
+#: The hub topic of the chat.
+CHAT_TOPIC = "chat"
+#: A chat message holds at most this many characters (after stripping spaces).
+MAX_TEXT = 500
+#: A publish request's body holds at most this many bytes.
+MAX_BODY = 8 * 1024
+#: At most this many clients are remembered for `/chat/drop` (the oldest is forgotten).
+MAX_CLIENTS = 1000
+#: How long a browser waits before it reconnects (EventSource's ``retry``), in ms.
+RECONNECT_MS = 1000
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class ChatPayload(BaseModel):
+    text: str
+    time: dt.datetime
+
+
+class ChatMessage(BaseEvent[ChatPayload]):
+    """One chat message (``event: chat_message``); the hub gives it its id."""
+
+
+class ConnectedInfo(BaseModel):
+    client: str | None
+    #: The Last-Event-ID this connection resumes after (None on a first connection).
+    last_event_id: str | None
+
+
+class Connected(BaseEvent[ConnectedInfo]):
+    """The first event of every chat connection. It has no id, so the browser's
+    last event id stays what it sent, and the page learns where it resumed from."""
+
+
+class _ChatStream:
+    """One chat connection: a `Connected` event, then the hub subscription's frames as
+    they are (the subscription does the resuming).
+
+    It keeps what the response asks of the subscription - `prepare_stream` (a closed
+    topic is answered 204, which stops the browser) and `next_nowait` (what is ready
+    goes out in one write) - and it is in the room's registry from the moment it
+    streams until the response closes it.
+    """
+
+    __slots__ = ("_greeting", "_room", "client", "subscription")
+
+    def __init__(
+        self, room: ChatRoom, client: str | None, subscription: Subscription, greeting: bytes
+    ) -> None:
+        self._room = room
+        self.client = client
+        self.subscription = subscription
+        self._greeting: bytes | None = greeting
+
+    async def prepare_stream(self) -> bool:
+        streaming = await self.subscription.prepare_stream()
+        if streaming:
+            # Registered only once it is sure to stream: a 204 leaves nothing behind.
+            self._room._register(self)
+        return streaming
+
+    def __aiter__(self) -> _ChatStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        greeting = self._take_greeting()
+        return greeting if greeting is not None else await self.subscription.__anext__()
+
+    def next_nowait(self) -> bytes:
+        greeting = self._take_greeting()
+        return greeting if greeting is not None else self.subscription.next_nowait()
+
+    async def aclose(self) -> None:
+        self._room._forget(self)
+        await self.subscription.aclose()
+
+    def _take_greeting(self) -> bytes | None:
+        greeting, self._greeting = self._greeting, None
+        return greeting
+
+
+class ChatRoom:
+    """The demo's chat: one topic of ``hub``, plus which client holds which stream, so
+    that one client's connection can be dropped (`drop`).
+
+    The registry holds at most ``max_clients`` entries (the one registered longest ago
+    is forgotten first: its stream goes on, it just cannot be dropped any more), and an
+    entry leaves it when its stream ends.
+    """
+
+    def __init__(
+        self, hub: Hub, *, topic: str = CHAT_TOPIC, max_clients: int = MAX_CLIENTS
+    ) -> None:
+        if max_clients < 1:
+            raise ValueError(f"max_clients must be at least 1, got {max_clients}")
+        self.hub = hub
+        self.topic = topic
+        self.max_clients = max_clients
+        self._clients: dict[str, _ChatStream] = {}
+
+    def stream(self, request: SSERequest) -> _ChatStream:
+        """The handler of ``GET /chat``: this client's stream of the topic, resumed
+        after its Last-Event-ID (``client`` is checked by the app before)."""
+        client = request.query_params.get("client")
+        last = request.last_event_id
+        greeting = Connected(
+            data=ConnectedInfo(client=client, last_event_id=last), retry=RECONNECT_MS
+        ).encode()
+        subscription = self.hub.subscribe(self.topic, last_event_id=last)
+        return _ChatStream(self, client, subscription, greeting)
+
+    async def publish(self, text: str) -> str:
+        """Publish ``text`` as a `ChatMessage`; returns its id.
+
+        Raises:
+            TopicClosed: the topic was closed or the hub stopped.
+            InvalidEventError: the text cannot be encoded (a lone surrogate).
+        """
+        message = ChatPayload(text=text, time=dt.datetime.now(dt.timezone.utc))
+        return await self.hub.publish(self.topic, ChatMessage(data=message))
+
+    def drop(self, client: str) -> bool:
+        """End ``client``'s current stream now (it reconnects and resumes); False when
+        no stream of that client is registered."""
+        stream = self._clients.get(client)
+        if stream is None:
+            return False
+        stream.subscription.drop()
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        hub_stats = self.hub.stats()
+        return {
+            "clients": len(self._clients),
+            "subscribers": hub_stats.subscribers,
+            "published": hub_stats.published,
+            "head": self.hub.head(self.topic),
+        }
+
+    def _register(self, stream: _ChatStream) -> None:
+        client = stream.client
+        if client is None:
+            return
+        # A reconnect replaces the client's entry and moves it to the newest end.
+        self._clients.pop(client, None)
+        self._clients[client] = stream
+        while len(self._clients) > self.max_clients:
+            del self._clients[next(iter(self._clients))]
+
+    def _forget(self, stream: _ChatStream) -> None:
+        # Only if the entry is still this stream: the client may have reconnected
+        # (a new stream took its place) before the old one was closed.
+        if stream.client is not None and self._clients.get(stream.client) is stream:
+            del self._clients[stream.client]
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ClientLeft(Exception):
+    """The client went away while its request body was read."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The request body; 413 beyond ``limit`` bytes (read no further)."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientLeft
+        if message["type"] == "http.request":
+            body += message.get("body", b"")
+            if len(body) > limit:
+                raise HTTPError(413, f"the body is larger than {limit} bytes")
+            if not message.get("more_body", False):
+                return bytes(body)
+
+
+def chat_text(content_type: str, body: bytes) -> str:
+    """The ``text`` of a publish request: a form or a JSON object; checked."""
+    media = content_type.partition(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, errors="replace")
+        values = form.get("text")
+        if not values:
+            raise HTTPError(400, "the form has no text field")
+        text = values[0]
+    elif media == "application/json":
+        try:
+            data = json.loads(body)
+        except ValueError:  # not JSON, or not UTF-8
+            raise HTTPError(400, "the body is not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+            raise HTTPError(400, 'send a JSON object with a "text" string')
+        text = data["text"]
+    else:
+        raise HTTPError(415, "send text as a form (application/x-www-form-urlencoded) or JSON")
+    text = text.strip()
+    if not text:
+        raise HTTPError(422, "the text is empty")
+    if len(text) > MAX_TEXT:
+        raise HTTPError(422, f"the text is longer than {MAX_TEXT} characters")
+    return text
+
+
+def client_of(request: SSERequest) -> str | None:
+    """The ``client`` query parameter (None if absent); 400 if it is not an id."""
+    client = request.query_params.get("client")
+    if client is not None and not _CLIENT_ID.fullmatch(client):
+        raise HTTPError(400, "a client id is 1 to 64 letters, digits, '-' or '_'")
+    return client
+
+
+async def answer(
+    send: Send,
+    status: int,
+    body: bytes = b"",
+    content_type: bytes = b"text/plain; charset=utf-8",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A whole response that is not a stream."""
+    head = [(b"content-type", content_type)] if body else []
+    if status != 204:  # a 204 has no body, and says nothing about its length (RFC 9110)
+        head.append((b"content-length", str(len(body)).encode()))
+    head += headers or []
+    await send(
+        {"type": "http.response.start", "status": status, "headers": head, "trailers": False}
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
