@@ -393,7 +393,14 @@ class Hub:
             HubFull: a new topic, and ``max_topics`` topics all have subscribers.
         """
         log, head, tail = self._to_publish(topic, event)
-        return self._published(log, await self.backend.append(log, head, tail), len(head + tail))
+        event_id = self._published(
+            log, await self.backend.append(log, head, tail), len(head) + len(tail)
+        )
+        # Note: a turn for the subscribers just woken (a loop that publishes many events
+        # in a row would otherwise run them all before anyone sends one), and no
+        # cancellation here: the event is published, the caller must get its id.
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return event_id
 
     def publish_nowait(self, topic: str, event: BaseEvent[Any] | ServerSentEvent | str) -> str:
         """`publish` from synchronous code running in the event loop's thread (a
@@ -408,7 +415,7 @@ class Hub:
             msg = f"{type(self.backend).__name__} publishes asynchronously: await publish()"
             raise TypeError(msg)
         log, head, tail = self._to_publish(topic, event)
-        return self._published(log, append_nowait(log, head, tail), len(head + tail))
+        return self._published(log, append_nowait(log, head, tail), len(head) + len(tail))
 
     def _to_publish(
         self, topic: str, event: BaseEvent[Any] | ServerSentEvent | str
@@ -685,8 +692,26 @@ class Subscription:
             StopAsyncIteration: the subscription ended (topics closed and drained, the
                 hub stopped, an overflow under the ``disconnect`` policy).
         """
+        frame = self._take()
+        if frame is None:
+            raise anyio.WouldBlock
+        return frame
+
+    async def __anext__(self) -> bytes:
         if not self._prepared:
-            raise anyio.WouldBlock  # resolved by the first __anext__ (or prepare_stream)
+            await self._prepare()
+        while True:
+            # Note: _take() says "nothing yet" with None, not an exception: a live
+            # subscriber finds nothing once per event, before it waits.
+            frame = self._take()
+            if frame is not None:
+                return frame
+            await self._wait()
+
+    def _take(self) -> bytes | None:
+        """The next frame, or None when nothing is ready; StopAsyncIteration at the end."""
+        if not self._prepared:
+            return None  # resolved by the first __anext__ (or prepare_stream)
         if self._pending:
             return self._deliver(self._pending.pop(0))
         if self._ended is not None:
@@ -696,6 +721,18 @@ class Subscription:
             raise StopAsyncIteration
         topics = self._topics
         count = len(topics)
+        if count == 1:  # the common case, without the round-robin
+            topic = topics[0]
+            sequence = self._next[0]
+            if sequence <= topic.head:
+                if sequence < topic.first:
+                    return self._overflow(topic)
+                self._next[0] = sequence + 1
+                return self._deliver(topic.frames[sequence - topic.first][0])
+            if topic.closed:
+                self._end("closed")
+                raise StopAsyncIteration
+            return None
         for offset in range(count):
             index = (self._turn + offset) % count
             topic = topics[index]
@@ -706,26 +743,14 @@ class Subscription:
                 return self._overflow(topic)
             frame, id_start, id_end = topic.frame(sequence)
             self._next[index] = sequence + 1
-            if count > 1:
-                self._turn = index + 1
-                self._cursor[topic.key] = format_position(topic.epoch, sequence)
-                id_line = b"id: " + format_cursor(self._cursor).encode() + b"\n"
-                frame = frame[:id_start] + id_line + frame[id_end:]
-            return self._deliver(frame)
+            self._turn = index + 1
+            self._cursor[topic.key] = format_position(topic.epoch, sequence)
+            id_line = b"id: " + format_cursor(self._cursor).encode() + b"\n"
+            return self._deliver(frame[:id_start] + id_line + frame[id_end:])
         if all(t.closed for t in topics):
             self._end("closed")
             raise StopAsyncIteration
-        raise anyio.WouldBlock
-
-    async def __anext__(self) -> bytes:
-        if not self._prepared:
-            await self._prepare()
-        while True:
-            try:
-                return self.next_nowait()
-            except anyio.WouldBlock:
-                pass
-            await self._wait()
+        return None
 
     async def _wait(self) -> None:
         if len(self._topics) == 1:

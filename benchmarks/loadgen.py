@@ -3,6 +3,13 @@
     python benchmarks/loadgen.py burst  --port P --n 100000 [--sep lf|crlf]
     python benchmarks/loadgen.py fanout --port P --conns 1000 --seconds 10 --server-pid PID
     python benchmarks/loadgen.py idle   --port P --conns 5000
+    python benchmarks/loadgen.py broadcast --port P --conns 1000 --n 300 --server-pid PID
+
+`--path` points fanout and idle at another route (the hub's `/hub`, `/hub-idle`).
+broadcast (the hub's burst publisher): `conns` subscribers of a fresh topic on
+`--path` (default `/hub-burst`), then one GET of `--trigger` (default `/hub-publish`)
+publishes n events to them as fast as the server can and closes the topic; it times
+the publish to the end of the last stream.
 
 Prints one JSON object on stdout. Talks to 127.0.0.1 only.
 
@@ -58,6 +65,7 @@ class Tally:
         self.measuring = False
         self.latencies: list[float] = []
         self.last_ts = 0.0  # creation time of the newest event seen (server's clock)
+        self.ticked = asyncio.Event()  # set by the first event with a `ts`
 
 
 class StreamCounter(asyncio.BufferedProtocol):
@@ -177,6 +185,8 @@ def _read_ts(data: bytearray, start: int, end: int, tally: Tally) -> None:
         if tally.measuring:
             tally.latencies.append(now - ts)
         if ts > tally.last_ts:
+            if not tally.last_ts:
+                tally.ticked.set()
             tally.last_ts = ts
         i = data.find(TS_KEY, j, end)
 
@@ -187,16 +197,23 @@ def _request(path: str, *, close: bool = False) -> bytes:
 
 
 async def _open_many(
-    port: int, path: str, sep: bytes, tally: Tally, count: int
+    port: int,
+    path: str,
+    sep: bytes,
+    tally: Tally,
+    count: int,
+    *,
+    close: bool = False,
+    parse_ts: bool = True,
 ) -> list[StreamCounter]:
     """Open `count` streams, at most CONNECT_CONCURRENCY waiting for headers at a time."""
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    request = _request(path)
+    request = _request(path, close=close)
 
     async def one() -> StreamCounter:
         async with gate:
-            protocol = StreamCounter(request, sep, tally, parse_ts=True)
+            protocol = StreamCounter(request, sep, tally, parse_ts=parse_ts)
             await loop.create_connection(lambda: protocol, HOST, port)
             await protocol.headers_done
             return protocol
@@ -208,22 +225,27 @@ async def _bounded(awaitable: Awaitable[T]) -> T:
     return await asyncio.wait_for(awaitable, PHASE_TIMEOUT)
 
 
-async def fetch_stats(port: int) -> dict[str, Any]:
-    """GET /stats on a fresh connection: {"tasks": int, "rss": int}."""
+async def fetch_json(port: int, path: str, timeout: float = PHASE_TIMEOUT) -> dict[str, Any]:
+    """GET `path` on a fresh connection; its JSON body."""
 
     async def get() -> bytes:
         reader, writer = await asyncio.open_connection(HOST, port)
-        writer.write(_request("/stats", close=True))
+        writer.write(_request(path, close=True))
         raw = await reader.read()
         writer.close()
         return raw
 
-    raw = await _bounded(get())
+    raw = await asyncio.wait_for(get(), timeout)
     head, _, body = raw.partition(b"\r\n\r\n")
     if b" 200 " not in head.split(b"\r\n", 1)[0]:
-        raise ConnectionError(f"/stats answered {head[:80]!r}")
+        raise ConnectionError(f"{path} answered {head[:80]!r}")
     result: dict[str, Any] = json.loads(body)
     return result
+
+
+async def fetch_stats(port: int) -> dict[str, Any]:
+    """GET /stats on a fresh connection: {"tasks": int, "rss": int}."""
+    return await fetch_json(port, "/stats")
 
 
 async def burst(port: int, n: int, sep: bytes) -> dict[str, Any]:
@@ -266,16 +288,18 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def fanout(
-    port: int, conns: int, seconds: float, server_pid: int, sep: bytes
+    port: int, conns: int, seconds: float, server_pid: int, sep: bytes, path: str = "/fanout"
 ) -> dict[str, Any]:
     """`conns` subscribers to the 10 Hz ticker: delivered events/s, server CPU per event,
     latency from creation (server) to receipt (here)."""
     tally = Tally()
     phase_started = time.monotonic()
-    protocols = await _open_many(port, "/fanout", sep, tally, conns)
+    protocols = await _open_many(port, path, sep, tally, conns)
     try:
         connected = time.monotonic()
         await _bounded(asyncio.gather(*(p.first_frame for p in protocols)))
+        # A stream's first frame may carry no tick (the hub's priming `id:` frame).
+        await _bounded(tally.ticked.wait())
         first_frames = time.monotonic()
         # Note: the window opens half a tick after a tick was created (as stamped by the
         # server on the same system-wide clock) and lasts whole ticks, so each edge is
@@ -321,7 +345,7 @@ async def fanout(
     }
 
 
-async def idle(port: int, conns: int) -> dict[str, Any]:
+async def idle(port: int, conns: int, path: str = "/idle") -> dict[str, Any]:
     """`conns` idle streams: server RSS and asyncio tasks per connection.
 
     A first tenth of the connections is opened before the "before" reading, so that
@@ -329,10 +353,10 @@ async def idle(port: int, conns: int) -> dict[str, Any]:
     """
     tally = Tally()
     warm = max(1, conns // 10)
-    protocols = await _open_many(port, "/idle", SEPARATORS["lf"], tally, warm)
+    protocols = await _open_many(port, path, SEPARATORS["lf"], tally, warm)
     try:
         before = await fetch_stats(port)
-        protocols += await _open_many(port, "/idle", SEPARATORS["lf"], tally, conns - warm)
+        protocols += await _open_many(port, path, SEPARATORS["lf"], tally, conns - warm)
         after = await fetch_stats(port)
         if tally.closed:
             raise RuntimeError(f"{tally.closed} idle connections were closed by the server")
@@ -351,6 +375,72 @@ async def idle(port: int, conns: int) -> dict[str, Any]:
     }
 
 
+async def broadcast(
+    port: int,
+    conns: int,
+    n: int,
+    server_pid: int,
+    sep: bytes,
+    *,
+    path: str = "/hub-burst",
+    trigger: str = "/hub-publish",
+    every: int = 1,
+    primed: bool = False,
+) -> dict[str, Any]:
+    """`conns` subscribers of a fresh topic, then n events published to it as fast as
+    the server can: delivered events/s and server CPU per delivered event, from the
+    trigger to the end of the last stream (the server closes the topic after the last).
+
+    `primed`: each stream starts with a frame of its own (the hub's `id:` frame), which
+    is waited for and not counted.
+    """
+    tally = Tally()
+    topic = f"burst-{os.getpid()}"
+    phase_started = time.monotonic()
+    protocols = await _open_many(
+        port, f"{path}?topic={topic}", sep, tally, conns, close=True, parse_ts=False
+    )
+    try:
+        connected = time.monotonic()
+        if primed:
+            await _bounded(asyncio.gather(*(p.first_frame for p in protocols)))
+        counted_before = [p.frames for p in protocols]
+        server_cpu_before = _cpu_seconds(server_pid)
+        client_before = os.times()
+        started = time.monotonic()
+        published = await fetch_json(
+            port, f"{trigger}?topic={topic}&n={n}&every={every}", timeout=PHASE_TIMEOUT * 3
+        )
+        await asyncio.wait_for(asyncio.gather(*(p.done for p in protocols)), PHASE_TIMEOUT * 3)
+        elapsed = time.monotonic() - started
+        server_cpu = _cpu_seconds(server_pid) - server_cpu_before
+        client_after = os.times()
+    finally:
+        for protocol in protocols:
+            protocol.close()
+    client_cpu = (client_after.user + client_after.system) - (
+        client_before.user + client_before.system
+    )
+    received = [p.frames - before for p, before in zip(protocols, counted_before, strict=True)]
+    frames = sum(received)
+    return {
+        "conns": conns,
+        "events": n,
+        "every": every,
+        "connect_s": connected - phase_started,
+        "publish_s": published["seconds"],
+        "seconds": elapsed,
+        "delivered": frames,
+        "delivered_per_s": frames / elapsed,
+        "server_cpu_s": server_cpu,
+        "server_cpu_us_per_event": server_cpu / frames * 1e6 if frames else None,
+        "server_cpu_share": server_cpu / elapsed,
+        "client_cpu_share": client_cpu / elapsed,
+        # Subscribers that did not get exactly n events (a hub's Reset counts as one).
+        "incomplete": sum(count != n for count in received),
+    }
+
+
 def _run(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
     try:
         import uvloop
@@ -361,15 +451,27 @@ def _run(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="SSE load generator (see module docstring)")
-    parser.add_argument("mode", choices=("burst", "fanout", "idle"))
+    parser.add_argument("mode", choices=("burst", "fanout", "idle", "broadcast"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--sep", choices=sorted(SEPARATORS), default="lf")
-    parser.add_argument("--n", type=int, default=100_000, help="burst: events")
-    parser.add_argument("--conns", type=int, default=1000, help="fanout/idle: connections")
+    parser.add_argument("--n", type=int, default=100_000, help="burst, broadcast: events")
+    parser.add_argument(
+        "--conns", type=int, default=1000, help="fanout/idle/broadcast: connections"
+    )
+    parser.add_argument("--path", help="fanout, idle, broadcast: the stream's route")
+    parser.add_argument("--trigger", default="/hub-publish", help="broadcast: the publisher")
+    parser.add_argument(
+        "--every", type=int, default=1, help="broadcast: publishes per turn of the loop"
+    )
+    parser.add_argument(
+        "--primed", action="store_true", help="broadcast: streams start with a frame"
+    )
     parser.add_argument(
         "--seconds", type=float, default=10.0, help="fanout: window (whole ticks of 0.1 s)"
     )
-    parser.add_argument("--server-pid", type=int, default=0, help="fanout: for CPU time")
+    parser.add_argument(
+        "--server-pid", type=int, default=0, help="fanout, broadcast: for CPU time"
+    )
     return parser.parse_args(argv)
 
 
@@ -380,9 +482,24 @@ def main() -> None:
     if args.mode == "burst":
         result = _run(burst(args.port, args.n, sep))
     elif args.mode == "fanout":
-        result = _run(fanout(args.port, args.conns, args.seconds, args.server_pid, sep))
+        path = args.path or "/fanout"
+        result = _run(fanout(args.port, args.conns, args.seconds, args.server_pid, sep, path))
+    elif args.mode == "idle":
+        result = _run(idle(args.port, args.conns, args.path or "/idle"))
     else:
-        result = _run(idle(args.port, args.conns))
+        result = _run(
+            broadcast(
+                args.port,
+                args.conns,
+                args.n,
+                args.server_pid,
+                sep,
+                path=args.path or "/hub-burst",
+                trigger=args.trigger,
+                every=args.every,
+                primed=args.primed,
+            )
+        )
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

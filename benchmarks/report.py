@@ -4,6 +4,10 @@ Raw results come in as `Runs`: scenario -> subject (server or encoder) -> one di
 measurements per round (None where that run failed). A figure is the median over the
 rounds; a ratio is the median over the rounds of (subject / reference) measured in the
 same round, because these machines are noisy and ratios are what count.
+
+A subject may carry a tag after `@` (the hub's fan-out: `hub@1000`, `minimal@1000`): its
+reference is then the scenario's reference with the same tag, and the table shows the
+name without the tag.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Scenario:
     metrics: tuple[Metric, ...]
     chart_metric: str  # key of the metric charted as a ratio
     chart_title: str
+    chart: bool = True  # a panel in results.png
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -93,7 +98,56 @@ SCENARIOS: dict[str, Scenario] = {
         "events_per_s",
         "encode events/s (higher is better)",
     ),
+    "hub_fanout": Scenario(
+        "Hub: one publisher at 10 Hz, `hub` (asgi-sse's `Hub`) vs `minimal` (pre-encoded "
+        "bytes, one shared ticker)",
+        "minimal",
+        (
+            Metric("conns", "subscribers"),
+            Metric("delivered_per_s", "delivered events/s"),
+            Metric("server_cpu_us_per_event", "server CPU µs/event", "{:.2f}", ratio=True),
+            Metric("server_cpu_share", "server CPU", "{:.0%}"),
+            Metric("p50_ms", "p50 latency ms", "{:.1f}"),
+            Metric("p99_ms", "p99 latency ms", "{:.1f}", ratio=True),
+            Metric("client_cpu_share", "load generator CPU", "{:.0%}"),
+        ),
+        "server_cpu_us_per_event",
+        "hub fan-out server CPU per event (lower is better)",
+        chart=False,
+    ),
+    "hub_burst": Scenario(
+        "Hub burst: one publisher, events as fast as it can to every subscriber",
+        "minimal",
+        (
+            Metric("conns", "subscribers"),
+            Metric("events", "events each"),
+            Metric("delivered_per_s", "delivered events/s", ratio=True),
+            Metric("server_cpu_us_per_event", "server CPU µs/event", "{:.2f}", ratio=True),
+            Metric("publish_s", "publishing s", "{:.2f}"),
+            Metric("incomplete", "subscribers short", "{:.0f}"),
+        ),
+        "delivered_per_s",
+        "hub burst delivered events/s (higher is better)",
+        chart=False,
+    ),
+    "hub_idle": Scenario(
+        "Hub idle: subscribers of a topic nobody publishes to",
+        "minimal",
+        (
+            Metric("rss_per_conn", "RSS KiB/subscriber", "{:.1f}", scale=1 / 1024, ratio=True),
+            Metric("tasks_per_conn", "asyncio tasks/subscriber", "{:.2f}"),
+        ),
+        "rss_per_conn",
+        "hub idle memory per subscriber (lower is better)",
+        chart=False,
+    ),
 }
+
+
+def reference_of(subject: str, reference: str) -> str:
+    """The reference row of ``subject``: ``reference``, with the subject's `@` tag."""
+    _, at, tag = subject.partition("@")
+    return f"{reference}@{tag}" if at else reference
 
 
 def median_metric(rounds: Sequence[dict[str, Any] | None], key: str) -> float | None:
@@ -126,7 +180,6 @@ def markdown_tables(runs: Runs) -> str:
         subjects = runs.get(name)
         if not subjects:
             continue
-        reference = subjects.get(scenario.reference, [])
         header = ["", "runs"]
         for metric in scenario.metrics:
             header.append(metric.label)
@@ -134,8 +187,9 @@ def markdown_tables(runs: Runs) -> str:
                 header.append(f"{TIMES} {scenario.reference}")
         rows = [header, ["---"] * len(header)]
         for subject, rounds in subjects.items():
+            reference = subjects.get(reference_of(subject, scenario.reference), [])
             ok = sum(r is not None for r in rounds)
-            row = [f"`{subject}`", f"{ok}/{len(rounds)}"]
+            row = [f"`{subject.partition('@')[0]}`", f"{ok}/{len(rounds)}"]
             for metric in scenario.metrics:
                 value = median_metric(rounds, metric.key)
                 row.append(_cell(None if value is None else value * metric.scale, metric.fmt))
@@ -277,6 +331,58 @@ TARGETS: tuple[Target, ...] = (
         "hand-written",
         1.0,
         False,
+        "",
+    ),
+    Target(
+        "hub fan-out, 1,000 subscribers: server CPU per delivered event vs `minimal` "
+        "(pre-encoded bytes)",
+        "hub_fanout",
+        "hub@1000",
+        "server_cpu_us_per_event",
+        "minimal@1000",
+        1.2,
+        True,
+        "",
+    ),
+    Target(
+        "hub fan-out, 5,000 subscribers: server CPU per delivered event vs `minimal` "
+        "(pre-encoded bytes)",
+        "hub_fanout",
+        "hub@5000",
+        "server_cpu_us_per_event",
+        "minimal@5000",
+        1.2,
+        True,
+        "",
+    ),
+    Target(
+        "hub fan-out, 1,000 subscribers: p99 latency vs `minimal`",
+        "hub_fanout",
+        "hub@1000",
+        "p99_ms",
+        "minimal@1000",
+        1.2,
+        True,
+        "",
+    ),
+    Target(
+        "hub fan-out, 5,000 subscribers: p99 latency vs `minimal`",
+        "hub_fanout",
+        "hub@5000",
+        "p99_ms",
+        "minimal@5000",
+        1.2,
+        True,
+        "",
+    ),
+    Target(
+        "hub idle RSS per subscriber vs `minimal` per idle connection",
+        "hub_idle",
+        "hub",
+        "rss_per_conn",
+        "minimal",
+        1.5,
+        True,
         "",
     ),
 )
@@ -461,16 +567,17 @@ def write_stress_section(path: Path, section: str) -> None:
     path.write_text(text)
 
 
-def write_chart(path: Path, runs: Runs, exclude: Sequence[str] = ("ceiling",)) -> None:
-    """One panel per scenario: each subject's ratio to the reference, as bars."""
+def write_chart(path: Path, runs: Runs, exclude: Sequence[str] = ("ceiling",)) -> bool:
+    """One panel per charted scenario: each subject's ratio to the reference, as bars.
+    False (and no file) when no charted scenario ran."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(name, s) for name, s in SCENARIOS.items() if runs.get(name)]
+    panels = [(name, s) for name, s in SCENARIOS.items() if s.chart and runs.get(name)]
     if not panels:
-        return
+        return False
     columns = min(2, len(panels))
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(
@@ -504,3 +611,4 @@ def write_chart(path: Path, runs: Runs, exclude: Sequence[str] = ("ceiling",)) -
         ax.tick_params(labelsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return True

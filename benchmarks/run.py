@@ -1,6 +1,6 @@
 """Benchmark asgi-sse against a minimal ASGI app and its peers; print a table.
 
-    .venv/bin/python benchmarks/run.py            # full run (~10 min): RESULTS.md, results.png
+    .venv/bin/python benchmarks/run.py            # full run (~13 min): RESULTS.md, results.png
     .venv/bin/python benchmarks/run.py --quick    # < 1 min, for CI: writes benchmarks/out/
     .venv/bin/python benchmarks/run.py --only burst --servers minimal,asgi_sse --repeats 5
 
@@ -12,6 +12,10 @@ to CPU 0 and started afresh on a free port for every run; the load generator
   latency from creation to receipt;
 - idle: thousands of streams that send nothing - memory and asyncio tasks per connection;
 - encode: in-process, typed event to bytes per second, vs a hand-written f-string.
+- hub: asgi-sse's `Hub` (the `asgi_sse` server's `/hub*` routes) beside `minimal`:
+  fan-out from one 10 Hz publisher to 1,000 and 5,000 subscribers (and `ceiling`), a
+  publisher that publishes as fast as it can to many subscribers, and memory per idle
+  subscriber; three tables (hub_fanout, hub_burst, hub_idle).
 `ceiling` is a trivial raw-socket server (ceiling.py): what the load generator itself
 can take. Only a full, unfiltered run writes benchmarks/RESULTS.md and results.png;
 everything else goes to benchmarks/out/ (git-ignored).
@@ -30,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +63,10 @@ SERVERS = (
     "litestar",
 )
 CEILING = "ceiling"
-SCENARIO_NAMES = ("burst", "fanout", "idle", "encode")
+SCENARIO_NAMES = ("burst", "fanout", "idle", "encode", "hub")
 # Frame separators as each server sends them by default (peers default to CRLF).
 SEPARATOR = {"sse_starlette": "crlf", "litestar": "crlf"}
+HUB_BURST_EVERY = 1  # hub burst: publishes per turn of the event loop
 
 NOTES = (
     "Keep-alives at each library's default: asgi-sse a `: ping` line after 15 s idle, "
@@ -84,6 +90,28 @@ NOTES = (
     "`ceiling` row (a raw-socket server writing the same frame to every subscriber) is "
     "its floor.",
 )
+HUB_NOTES = (
+    "Hub tables: `hub` is asgi-sse's `Hub` with its defaults in the `asgi_sse` server, "
+    "each stream `EventSourceResponse(hub.subscribe(topic))`. Fan-out: one publisher "
+    "task publishes a typed `Tick` (the same payload) every 100 ms with `await "
+    "hub.publish(...)`, which encodes it once; `minimal` and `ceiling` are their "
+    "fan-out rows of pre-encoded bytes at the same subscriber counts, measured in the "
+    "same rounds. The hub's publisher starts once every subscriber is connected (the "
+    "others' ticker with the first): a server that cannot keep up runs its event loop "
+    "without a pause, and uvloop accepts one connection per turn of the loop. A "
+    "publisher in the same loop is slowed down with it, so a hub that cannot keep up "
+    "shows as fewer delivered events/s, not as a growing latency. A hub stream first "
+    "sends an `id:` frame (no Last-Event-ID), not counted; a subscriber that falls "
+    "behind gets every event it missed (in one write), where the shared ticker of "
+    "`minimal` skips to the latest.",
+    "Hub burst: the subscribers of a fresh topic, then one request publishes the events "
+    f"as fast as it can, {HUB_BURST_EVERY} per turn of the event loop (`await "
+    "hub.publish` itself never yields), and closes the topic; timed from that request "
+    "to the end of the last stream. `minimal` does the same by hand: one list of "
+    "pre-encoded frames, a position per subscriber, what is ready joined into one "
+    "`send`. Hub idle: subscribers of a topic nobody publishes to, beside `minimal`'s "
+    "idle connections.",
+)
 
 
 @dataclass(frozen=True)
@@ -95,13 +123,17 @@ class Settings:
     encode_events: int
     encode_repeats: int  # inner best-of for each encode measurement
     repeats: int  # rounds; each figure is the median over them
+    hub_conns: tuple[int, ...]  # hub fan-out: subscriber counts
+    hub_seconds: float  # hub fan-out: measurement window
+    hub_burst_conns: int
+    hub_burst_events: int  # events each hub burst subscriber gets
 
     def describe(self) -> str:
         return ", ".join(f"{key}={value}" for key, value in asdict(self).items())
 
 
-FULL = Settings(100_000, 1000, 10.0, 5000, 50_000, 5, 3)
-QUICK = Settings(20_000, 200, 2.0, 500, 5_000, 3, 1)
+FULL = Settings(100_000, 1000, 10.0, 5000, 50_000, 5, 3, (1000, 5000), 4.0, 1000, 200)
+QUICK = Settings(20_000, 200, 2.0, 500, 5_000, 3, 1, (200, 1000), 1.0, 200, 100)
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -188,7 +220,81 @@ SUMMARY_KEY = {
     "fanout": ("server_cpu_us_per_event", "{:.2f} µs CPU/event"),
     "idle": ("rss_per_conn", "{:,.0f} B/conn"),
     "encode": ("events_per_s", "{:,.0f} events/s"),
+    "hub_fanout": ("server_cpu_us_per_event", "{:.2f} µs CPU/event"),
+    "hub_burst": ("delivered_per_s", "{:,.0f} delivered events/s"),
+    "hub_idle": ("rss_per_conn", "{:,.0f} B/subscriber"),
 }
+
+# The hub scenario: asgi-sse's Hub is the subject `hub` (the asgi_sse server's /hub*
+# routes), beside `minimal` (and `ceiling` in fan-out). Its tables, in report.SCENARIOS:
+HUB = "hub"
+HUB_SERVER = "asgi_sse"
+HUB_TABLES = ("hub_fanout", "hub_burst", "hub_idle")
+
+
+def _hub_fanout(
+    server: RunningServer, settings: Settings, conns: int, path: str
+) -> dict[str, Any]:
+    command = [sys.executable, LOADGEN, "fanout", "--port", str(server.port), "--path", path]
+    command += ["--conns", str(conns), "--seconds", str(settings.hub_seconds)]
+    command += ["--server-pid", str(server.pid), "--sep", SEPARATOR.get(server.name, "lf")]
+    return run_json(command, timeout=settings.hub_seconds + 180)
+
+
+def _hub_burst(server: RunningServer, settings: Settings, primed: bool) -> dict[str, Any]:
+    command = [sys.executable, LOADGEN, "broadcast", "--port", str(server.port)]
+    command += ["--conns", str(settings.hub_burst_conns), "--n", str(settings.hub_burst_events)]
+    command += ["--every", str(HUB_BURST_EVERY), "--server-pid", str(server.pid)]
+    return run_json([*command, *(["--primed"] if primed else [])], timeout=300)
+
+
+def _hub_idle(server: RunningServer, settings: Settings, path: str) -> dict[str, Any]:
+    command = [sys.executable, LOADGEN, "idle", "--port", str(server.port), "--path", path]
+    return run_json([*command, "--conns", str(settings.idle_conns)], timeout=240)
+
+
+@dataclass(frozen=True)
+class HubJob:
+    table: str  # a scenario of report.SCENARIOS
+    subject: str  # its row
+    server: str  # the server that runs it
+    driver: Callable[[RunningServer, Settings], dict[str, Any]]
+
+
+def hub_jobs(settings: Settings) -> list[HubJob]:
+    """One round of the hub scenario, each reference next to what it is compared with."""
+    jobs: list[HubJob] = []
+    for conns in settings.hub_conns:
+        for subject, server, path in (
+            ("minimal", "minimal", "/fanout"),
+            # Note: publishing starts once every subscriber is in. A server that cannot
+            # keep up (the hub at 5,000 here) runs its event loop without a pause, and
+            # uvloop accepts one connection per turn of the loop: the rest would take
+            # minutes to connect.
+            (HUB, HUB_SERVER, f"/hub?start_after={conns}"),
+            (CEILING, CEILING, "/fanout"),
+        ):
+            driver = partial(_hub_fanout, conns=conns, path=path)
+            jobs.append(HubJob("hub_fanout", f"{subject}@{conns}", server, driver))
+    jobs.append(HubJob("hub_burst", "minimal", "minimal", partial(_hub_burst, primed=False)))
+    jobs.append(HubJob("hub_burst", HUB, HUB_SERVER, partial(_hub_burst, primed=True)))
+    jobs.append(HubJob("hub_idle", "minimal", "minimal", partial(_hub_idle, path="/idle")))
+    jobs.append(HubJob("hub_idle", HUB, HUB_SERVER, partial(_hub_idle, path="/hub-idle")))
+    return jobs
+
+
+def run_hub(settings: Settings, log_dir: Path, notes: list[str]) -> report.Runs:
+    jobs = hub_jobs(settings)
+    results: report.Runs = {table: {} for table in HUB_TABLES}
+    for job in jobs:
+        results[job.table][job.subject] = []
+    for round_ in range(settings.repeats):
+        for job in jobs:
+            result = _measure(
+                job.table, round_, settings, job.subject, job.server, job.driver, log_dir, notes
+            )
+            results[job.table][job.subject].append(result)
+    return results
 
 
 def _progress(scenario: str, round_: int, settings: Settings, subject: str, text: str) -> None:
@@ -199,33 +305,52 @@ def run_network_scenario(
     scenario: str, subjects: list[str], settings: Settings, log_dir: Path, notes: list[str]
 ) -> dict[str, list[dict[str, Any] | None]]:
     results: dict[str, list[dict[str, Any] | None]] = {name: [] for name in subjects}
-    key, fmt = SUMMARY_KEY[scenario]
     for round_ in range(settings.repeats):
         for name in subjects:
-            started = time.monotonic()
-            result: dict[str, Any] | None = None
-            try:
-                with _start(name, log_dir / scenario) as server:
-                    result = DRIVERS[scenario](server, settings)
-            except BenchProcessError as exc:
-                first_line = str(exc).splitlines()[0]
-                notes.append(f"{scenario} round {round_ + 1}, {name}: failed ({first_line})")
-                _progress(scenario, round_, settings, name, f"FAILED: {exc}")
-            else:
-                took = time.monotonic() - started
-                _progress(
-                    scenario, round_, settings, name, f"{fmt.format(result[key])} ({took:.1f} s)"
-                )
-                notes.extend(_warnings(scenario, round_, name, result))
+            result = _measure(
+                scenario, round_, settings, name, name, DRIVERS[scenario], log_dir, notes
+            )
             results[name].append(result)
     return results
 
 
+def _measure(
+    scenario: str,
+    round_: int,
+    settings: Settings,
+    subject: str,
+    server_name: str,
+    driver: Callable[[RunningServer, Settings], dict[str, Any]],
+    log_dir: Path,
+    notes: list[str],
+) -> dict[str, Any] | None:
+    """One run on a fresh server: its measurements, or None (and a note) if it failed."""
+    key, fmt = SUMMARY_KEY[scenario]
+    started = time.monotonic()
+    try:
+        with _start(server_name, log_dir / scenario) as server:
+            result = driver(server, settings)
+    except BenchProcessError as exc:
+        first_line = str(exc).splitlines()[0]
+        notes.append(f"{scenario} round {round_ + 1}, {subject}: failed ({first_line})")
+        _progress(scenario, round_, settings, subject, f"FAILED: {exc}")
+        return None
+    took = time.monotonic() - started
+    _progress(scenario, round_, settings, subject, f"{fmt.format(result[key])} ({took:.1f} s)")
+    notes.extend(_warnings(scenario, round_, subject, result))
+    return result
+
+
 def _warnings(scenario: str, round_: int, name: str, result: dict[str, Any]) -> list[str]:
-    """Fan-out runs where a server lost connections or could not keep up."""
-    if scenario != "fanout":
+    """Fan-out runs where a server lost connections or could not keep up; hub bursts
+    where a subscriber did not get every event."""
+    where = f"{scenario} round {round_ + 1}, {name}"
+    if scenario == "hub_burst" and result["incomplete"]:
+        warning = f"{where}: {result['incomplete']} subscribers did not get every event"
+        print(f"note: {warning}", flush=True)
+        return [warning]
+    if scenario not in ("fanout", "hub_fanout"):
         return []
-    where = f"fanout round {round_ + 1}, {name}"
     warnings = []
     if result["dropped_conns"]:
         warnings.append(f"{where}: {result['dropped_conns']} connections closed by the server")
@@ -300,9 +425,18 @@ def main(argv: list[str] | None = None) -> int:
     servers, skipped = importable_servers(args.server_names)
     notes += skipped
     runs: report.Runs = {}
+    hub_ran = False
     for scenario in args.scenarios:
         if scenario == "encode":
             runs[scenario] = run_encode(servers, settings, notes)
+            continue
+        if scenario == "hub":
+            if HUB_SERVER in servers and "minimal" in servers:
+                runs.update(run_hub(settings, log_dir, notes))
+                hub_ran = True
+            else:
+                notes.append(f"hub skipped: it needs the servers minimal and {HUB_SERVER}")
+                print(f"note: {notes[-1]}", flush=True)
             continue
         subjects = [*servers, CEILING] if scenario in ("burst", "fanout") else servers
         runs[scenario] = run_network_scenario(scenario, subjects, settings, log_dir, notes)
@@ -314,8 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{tables}")
     print(f"wall time {seconds:.0f} s")
     command = shlex.join(["python", "benchmarks/run.py", *sys.argv[1:]])
-    chart = report_dir / "results.png"
-    report.write_chart(chart, runs)
+    chart_path = report_dir / "results.png"
+    # None when nothing that is charted ran (the hub alone).
+    chart = chart_path if report.write_chart(chart_path, runs) else None
     results = report_dir / "RESULTS.md"
     report.write_results(
         results,
@@ -323,10 +458,11 @@ def main(argv: list[str] | None = None) -> int:
         command=command,
         settings=settings.describe(),
         seconds=seconds,
-        notes=[*NOTES, *notes],
+        notes=[*NOTES, *(HUB_NOTES if hub_ran else ()), *notes],
         chart=chart,
     )
-    print(f"wrote {results.relative_to(HERE.parent)} and {chart.relative_to(HERE.parent)}")
+    wrote = [results] if chart is None else [results, chart]
+    print("wrote " + " and ".join(str(path.relative_to(HERE.parent)) for path in wrote))
     failed = any(
         r is None for subjects in runs.values() for rounds in subjects.values() for r in rounds
     )

@@ -6,6 +6,7 @@
   CLOCK_MONOTONIC is system-wide on Linux, so the load generator computes latency from
   it) and wakes every subscriber through a per-tick `asyncio.Event`. With `encode=` the
   frame is also encoded once per tick, for servers that send the same bytes to everyone.
+- `ticks()`: that 100 ms schedule on its own (the hub scenario's publisher uses it).
 - `wait_forever()`: what an idle stream awaits.
 - `stats_body()`: the `/stats` JSON (live asyncio tasks and process RSS).
 - Tiny ASGI helpers for the hand-written apps.
@@ -38,9 +39,11 @@ __all__ = (
     "make_payload",
     "manual_frame",
     "query_int",
+    "query_str",
     "send_json",
     "send_not_found",
     "stats_body",
+    "ticks",
     "wait_forever",
 )
 
@@ -104,19 +107,25 @@ class Ticker:
             self._task = asyncio.get_running_loop().create_task(self._produce())
 
     async def _produce(self) -> None:
-        loop = asyncio.get_running_loop()
-        due = loop.time()
-        seq = 0
-        while True:
-            # Note: an absolute schedule, so a slow tick does not shift the ones after it.
-            due += TICK_SECONDS
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            seq += 1
+        async for seq in ticks():
             self.payload = payload = make_payload(seq)
             if self._encode is not None:
                 self.frame = self._encode(payload, seq)
             tick, self._tick = self._tick, asyncio.Event()
             tick.set()
+
+
+async def ticks() -> AsyncIterator[int]:
+    """1, 2, 3... one every TICK_SECONDS, forever."""
+    loop = asyncio.get_running_loop()
+    due = loop.time()
+    seq = 0
+    while True:
+        # Note: an absolute schedule, so a slow tick does not shift the ones after it.
+        due += TICK_SECONDS
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        seq += 1
+        yield seq
 
 
 _NEVER: asyncio.Event | None = None
@@ -144,6 +153,11 @@ def stats_body() -> bytes:
 def query_int(scope: Scope, name: str, default: int) -> int:
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
     return int(values[0]) if values else default
+
+
+def query_str(scope: Scope, name: str, default: str) -> str:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[0] if values else default
 
 
 async def send_json(send: Send, body: bytes) -> None:

@@ -4,14 +4,27 @@
 - `/fanout`: the tick is encoded once (`Tick.frame`) and every subscriber's stream
   yields the same bytes - the library's encode-once broadcast.
 - `/idle`: a stream that never yields; keep-alives at the default (15 s).
-Routing is the same hand-written dispatch as `minimal`, so only the SSE layer differs.
+The hub scenario (run.py `hub`): one `Hub` with its defaults, streams that are
+`hub.subscribe(...)` returned as they are to `EventSourceResponse`.
+- `/hub`: topic `ticks`; one publisher, started by the first subscriber (or by the
+  N-th with `?start_after=N`), publishes a typed `Tick` (the same payload as
+  `/fanout`) every 100 ms: the hub encodes it once.
+- `/hub-idle`: topic `quiet`, which nobody publishes to (the priming `id:` frame only).
+- `/hub-burst?topic=T`: a subscriber of topic T; `/hub-publish?topic=T&n=N&every=E`
+  publishes N ticks to T as fast as it can (yielding to the loop after every E), closes
+  T (its streams drain, then end) and answers `{"published": N, "seconds": ...}`.
+Routing is the same hand-written dispatch as `minimal`, so only the SSE layer differs;
+the hub's routes come after the others.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 
-from asgi_sse import BaseEvent, EventSourceResponse
+from asgi_sse import BaseEvent, EventSourceResponse, Hub
 
 from ._common import (
     BURST_DEFAULT,
@@ -22,9 +35,11 @@ from ._common import (
     Ticker,
     make_payload,
     query_int,
+    query_str,
     send_json,
     send_not_found,
     stats_body,
+    ticks,
     wait_forever,
 )
 
@@ -52,6 +67,38 @@ async def idle() -> AsyncIterator[bytes]:
     yield b""  # never reached
 
 
+hub = Hub()
+HUB_TOPIC = "ticks"
+_hub_publisher: asyncio.Task[None] | None = None
+_hub_requests = 0
+
+
+async def publish_ticks() -> None:
+    """The `/hub` publisher: one typed `Tick` every 100 ms (the hub assigns its id)."""
+    async for seq in ticks():
+        await hub.publish(HUB_TOPIC, Tick(data=make_payload(seq)))
+
+
+def start_hub_publisher(start_after: int) -> None:
+    """Start the publisher with the ``start_after``-th `/hub` request."""
+    global _hub_publisher, _hub_requests
+    _hub_requests += 1
+    if _hub_publisher is None and _hub_requests >= start_after:
+        _hub_publisher = asyncio.get_running_loop().create_task(publish_ticks())
+
+
+async def publish_burst(topic: str, n: int, every: int) -> float:
+    """N ticks to ``topic`` as fast as possible, a turn for the loop after every
+    ``every`` (`publish` itself never waits), then close it; seconds it took."""
+    started = time.perf_counter()
+    for seq in range(1, n + 1):
+        await hub.publish(topic, Tick(data=make_payload(seq)))
+        if seq % every == 0:
+            await asyncio.sleep(0)
+    await hub.close(topic)
+    return time.perf_counter() - started
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     path = scope["path"]
     if path == "/burst":
@@ -66,5 +113,19 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await EventSourceResponse(idle())(scope, receive, send)
     elif path == "/stats":
         await send_json(send, stats_body())
+    elif path == "/hub":
+        start_hub_publisher(query_int(scope, "start_after", 1))
+        await EventSourceResponse(hub.subscribe(HUB_TOPIC))(scope, receive, send)
+    elif path == "/hub-idle":
+        await EventSourceResponse(hub.subscribe("quiet"))(scope, receive, send)
+    elif path == "/hub-burst":
+        topic = query_str(scope, "topic", "burst")
+        await EventSourceResponse(hub.subscribe(topic))(scope, receive, send)
+    elif path == "/hub-publish":
+        n = query_int(scope, "n", 1000)
+        seconds = await publish_burst(
+            query_str(scope, "topic", "burst"), n, max(1, query_int(scope, "every", 1))
+        )
+        await send_json(send, json.dumps({"published": n, "seconds": seconds}).encode())
     else:
         await send_not_found(send)
