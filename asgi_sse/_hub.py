@@ -366,8 +366,26 @@ class Hub:
             if scope["type"] != "lifespan":
                 await app(scope, receive, send)
                 return
+            seen: list[str] = []  # the lifespan messages received and answered
+
+            async def receiving() -> Any:
+                message = await receive()
+                seen.append(message["type"])
+                return message
+
+            async def sending(message: Any) -> None:
+                seen.append(message["type"])
+                await send(message)
+
             async with hub:
-                await app(scope, receive, send)
+                try:
+                    await app(scope, receiving, sending)
+                except Exception:
+                    if "lifespan.startup.complete" in seen or "lifespan.startup.failed" in seen:
+                        raise
+                    # The app does not do lifespan (ASGI: it raises): the hub must still
+                    # run, so this wrapper answers the protocol for it.
+                    await _answer_lifespan(receive, send, started="lifespan.startup" in seen)
 
         return with_hub
 
@@ -692,7 +710,7 @@ class Subscription:
             StopAsyncIteration: the subscription ended (topics closed and drained, the
                 hub stopped, an overflow under the ``disconnect`` policy).
         """
-        frame = self._take()
+        frame = self.next_ready()
         if frame is None:
             raise anyio.WouldBlock
         return frame
@@ -703,13 +721,18 @@ class Subscription:
         while True:
             # Note: _take() says "nothing yet" with None, not an exception: a live
             # subscriber finds nothing once per event, before it waits.
-            frame = self._take()
+            frame = self.next_ready()
             if frame is not None:
                 return frame
             await self._wait()
 
-    def _take(self) -> bytes | None:
-        """The next frame, or None when nothing is ready; StopAsyncIteration at the end."""
+    def next_ready(self) -> bytes | None:
+        """The next frame, or None when nothing is ready (`next_nowait` without the
+        exception).
+
+        Raises:
+            StopAsyncIteration: the subscription ended.
+        """
         if not self._prepared:
             return None  # resolved by the first __anext__ (or prepare_stream)
         if self._pending:
@@ -813,12 +836,26 @@ class Subscription:
             topic.subscribers -= 1
             if self._waiter is not None:
                 topic.waiters.discard(self._waiter)
+        if self._waiter is not None:
+            self._waiter.set()  # a reader waiting on it (another task) ends now
         hub._stats.subscribers -= 1
         if self._ended is None:
             self._ended = "end"
         if hub.observer is not None:
             hub.observer.on_end(self.topics, self._ended, self._delivered, self._size)
         self._topics = ()
+
+
+async def _answer_lifespan(receive: AnyReceive, send: AnySend, *, started: bool) -> None:
+    """Answer the lifespan protocol for an app that does not (``started``: the startup
+    message was already received)."""
+    if not started:
+        while (await receive())["type"] != "lifespan.startup":
+            pass
+    await send({"type": "lifespan.startup.complete"})
+    while (await receive())["type"] != "lifespan.shutdown":
+        pass
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 def _resolve(topic: TopicLog, position: str) -> tuple[int, ResetReason | None]:

@@ -10,8 +10,9 @@ the stream is closed at its ``yield`` (``GeneratorExit``), or cancelled at its o
 ``await`` by the response's cancel scope - as a task would be cancelled.
 
 Batching follows from the rule: only what is honestly ready goes out together - the
-items an iterator hands out through ``next_nowait()`` (`merge()`; see
-`asgi_sse.types.ReadyItems`) and bytes the stream joined itself. A plain generator's
+items an iterator hands out through ``next_ready()`` or ``next_nowait()`` (`merge()`,
+hub subscriptions; see `asgi_sse.types.ReadyItems`) and bytes the stream joined
+itself. A plain generator's
 items go out one `send` each.
 
 Imports the items and the connection; no framework.
@@ -44,9 +45,9 @@ async def pump(stream: EventStream, conn: Connection) -> None:
     """
     iterator: AsyncIterator[Item] = aiter(stream)
     send_frames = conn.send_frames
-    next_nowait: Callable[[], Item] | None = getattr(iterator, "next_nowait", None)
+    next_ready = _ready_items(iterator)
     try:
-        if next_nowait is None:
+        if next_ready is None:
             async for item in iterator:
                 body = item if type(item) is bytes else _encode(item)
                 if body:
@@ -54,7 +55,7 @@ async def pump(stream: EventStream, conn: Connection) -> None:
         else:
             async for item in iterator:
                 body = item if type(item) is bytes else _encode(item)
-                body = _with_ready(body, next_nowait)
+                body = _with_ready(body, next_ready)
                 if body:
                     await send_frames(body)
     finally:
@@ -74,14 +75,35 @@ def _encode(item: Item) -> bytes:
         return b""
 
 
-def _with_ready(first: bytes, next_nowait: Callable[[], Item]) -> bytes:
+def _ready_items(iterator: object) -> Callable[[], Item | None] | None:
+    """How to ask ``iterator`` for an item that is ready now: its `next_ready()` (None
+    when nothing is), or its `next_nowait()` (which raises instead); None if neither."""
+    next_ready: Callable[[], Item | None] | None = getattr(iterator, "next_ready", None)
+    if next_ready is not None:
+        return next_ready
+    next_nowait: Callable[[], Item] | None = getattr(iterator, "next_nowait", None)
+    if next_nowait is None:
+        return None
+
+    def ready() -> Item | None:
+        try:
+            return next_nowait()
+        except anyio.WouldBlock:
+            return None
+
+    return ready
+
+
+def _with_ready(first: bytes, next_ready: Callable[[], Item | None]) -> bytes:
     """`first` plus the frames of every item that is ready now, up to BATCH_BYTES."""
     frames = [first]
     size = len(first)
     while size < BATCH_BYTES:
         try:
-            item = next_nowait()
-        except (anyio.WouldBlock, StopAsyncIteration):
+            item = next_ready()
+        except StopAsyncIteration:  # the end: the next __anext__ says so again
+            break
+        if item is None:
             break
         frame = item if type(item) is bytes else _encode(item)
         frames.append(frame)

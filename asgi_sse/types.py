@@ -67,7 +67,10 @@ class ReadyItems(Protocol[T_co]):
     `EventSourceResponse` sends every item that `next_nowait()` hands out in the same
     `send` as the one it waited for (up to a batch size), so a subscriber that fell
     behind, or a burst of merged sources, costs one write instead of one per event.
-    `merge()` implements it; implement it on your own iterators to get the same.
+    `merge()`, `buffered()` and hub subscriptions implement it; implement it on your own
+    iterators to get the same. An iterator may also offer ``next_ready()``, which
+    returns None instead of raising when nothing is ready (no exception per batch: the
+    response prefers it).
     """
 
     def __aiter__(self) -> ReadyItems[T_co]: ...

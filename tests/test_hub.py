@@ -806,3 +806,48 @@ def test_one_hub_serves_whichever_event_loop_runs_it() -> None:
 
     for backend in ("asyncio", "trio", "asyncio"):
         anyio.run(round_trip, backend=backend)  # entered again after each stop
+
+
+@pytest.mark.parametrize("reads_first", [False, True])
+async def test_hub_lifespan_answers_for_an_app_that_does_not(reads_first: bool) -> None:
+    """ASGI: an app without lifespan raises on it; the hub must run all the same."""
+    hub = Hub()
+
+    async def no_lifespan(scope: Any, receive: Any, send: Any) -> None:
+        if reads_first:
+            await receive()
+        raise RuntimeError("lifespan not supported")
+
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+    published: list[str] = []
+
+    async def receive() -> Any:
+        if incoming[0]["type"] == "lifespan.shutdown":
+            published.append(await hub.publish("t", "while running"))
+        return incoming.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+
+    await hub.lifespan(no_lifespan)({"type": "lifespan"}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert len(published) == 1
+
+
+async def test_hub_lifespan_lets_an_error_after_startup_through() -> None:
+    hub = Hub()
+
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        raise LookupError("broke while running")
+
+    async def receive() -> Any:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: Any) -> None:
+        pass
+
+    with pytest.raises(LookupError):
+        await hub.lifespan(failing)({"type": "lifespan"}, receive, send)

@@ -109,13 +109,30 @@ class Expectation:
     backends: tuple[str, ...] = ("asyncio", "trio")
 
 
+async def check_hub_app(module: ModuleType) -> None:
+    # Imports and holds a hub; tests/test_hub_frameworks.py streams from these apps.
+    from asgi_sse import Hub
+
+    assert isinstance(module.hub, Hub)
+    assert module.app is not None
+
+
 EXPECTATIONS = {
     "quickstart": Expectation("app = SSEEndpoint(handler)", check_quickstart),
-    "starlette": Expectation("from starlette.applications import Starlette", check_starlette),
-    "fastapi": Expectation("from fastapi import", check_fastapi),
+    "starlette": Expectation('Route("/clock", clock)', check_starlette),
+    "fastapi": Expectation("def first_tick(", check_fastapi),
     # Quart runs on asyncio only (it calls asyncio.wait and asyncio.ensure_future).
-    "quart": Expectation("from quart import Quart", check_quart, backends=("asyncio",)),
-    "litestar": Expectation("from litestar import", check_litestar),
+    "quart": Expectation('routes={"/clock": clock}', check_quart, backends=("asyncio",)),
+    "litestar": Expectation("mounted = asgi(", check_litestar),
+    "hub-starlette": Expectation(
+        "app = Starlette(routes=routes, lifespan=lifespan)", check_hub_app
+    ),
+    "hub-fastapi": Expectation("app = FastAPI(lifespan=lifespan)", check_hub_app),
+    "hub-litestar": Expectation("lifespan=[run_hub]", check_hub_app),
+    "hub-quart": Expectation("@app.while_serving", check_hub_app, backends=("asyncio",)),
+    "hub-bare": Expectation(
+        "app = GracefulShutdown(hub.lifespan(SSEEndpoint(events)))", check_hub_app
+    ),
 }
 
 
