@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
 
 import anyio
+import pytest
 
-__all__ = ("first_then_forever",)
+__all__ = ("first_then_forever", "load")
 
 
 async def first_then_forever(cleaned: anyio.Event) -> AsyncIterator[str]:
@@ -17,3 +22,16 @@ async def first_then_forever(cleaned: anyio.Event) -> AsyncIterator[str]:
         yield "never"  # pragma: no cover
     finally:
         cleaned.set()
+
+
+def load(source: str, name: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import ``source`` as module ``name`` from a file, as a server would."""
+    path = directory / f"{name}.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module

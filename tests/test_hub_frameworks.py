@@ -11,11 +11,9 @@ protocol is driven by the test itself.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from asgi_sse import Hub, SSEMiddleware, SSERequest, Subscription, TopicClosed
 from asgi_sse.testing import TestStream, connect
+from tests.helpers import load
 
 # The same with Quart's startup and shutdown hooks, for apps that already use them.
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -136,19 +135,6 @@ async def request(app: Any, path: str, *, method: str = "GET") -> TestStream:
 
 def body_of(stream: TestStream) -> bytes:
     return b"".join(m["body"] for m in stream.messages if m["type"] == "http.response.body")
-
-
-def load(source: str, name: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """Import ``source`` as module ``name`` from a file, as a server would."""
-    path = directory / f"{name}.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)

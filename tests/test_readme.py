@@ -9,7 +9,6 @@ server (`uvicorn ...`, `hypercorn ...`) are run too, against the Quickstart modu
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 import signal
@@ -31,6 +30,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from httpx_sse import aconnect_sse
 
 from asgi_sse.testing import connect
+from tests.helpers import load
 
 pytestmark = pytest.mark.anyio
 
@@ -140,19 +140,6 @@ def block_for(name: str) -> tuple[int, str]:
     marker = EXPECTATIONS[name].marker
     [block] = [(line, source) for line, source in PYTHON_BLOCKS if marker in source]
     return block
-
-
-def load(source: str, name: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """Import ``source`` as module ``name`` from a file, as a server would."""
-    path = directory / f"{name}.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 # -- tests ----------------------------------------------------------------------------
