@@ -1,4 +1,4 @@
-"""Streams several test modules share."""
+"""Streams and helpers several test modules share."""
 
 from __future__ import annotations
 
