@@ -18,6 +18,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from ._errors import ClientDisconnected
+from ._lifespan import answer_lifespan
 from ._options import (
     DEFAULT_LAST_EVENT_ID_PARAM,
     DEFAULT_PING,
@@ -30,7 +31,6 @@ from ._types import (
     AnyScope,
     AnySend,
     ASGIReceiveCallable,
-    ASGISendCallable,
     Scope,
 )
 from ._wire import find_forbidden_id_char
@@ -252,14 +252,3 @@ class SSEEndpoint:
         else:
             response = EventSourceResponse.with_options(result, options)
         await response(scope, receive, send)
-
-
-async def answer_lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    """Answer a lifespan scope: startup and shutdown complete, nothing else to do."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -45,6 +45,7 @@ from ._cursor import (
 )
 from ._errors import HubFull, InvalidEventError, TopicClosed
 from ._events import BaseEvent
+from ._lifespan import answer_lifespan
 from ._types import AnyReceive, AnyScope, AnySend, ASGIApp
 from ._wire import ServerSentEvent, encode_comment
 
@@ -385,7 +386,7 @@ class Hub:
                         raise
                     # The app does not do lifespan (ASGI: it raises): the hub must still
                     # run, so this wrapper answers the protocol for it.
-                    await _answer_lifespan(receive, send, started="lifespan.startup" in seen)
+                    await answer_lifespan(receive, send, started="lifespan.startup" in seen)
 
         return with_hub
 
@@ -585,7 +586,6 @@ class Subscription:
 
     def __init__(self, hub: Hub, topics: tuple[str, ...], last_event_id: str | None) -> None:
         self._hub = hub
-        self._topics: tuple[TopicLog, ...] = ()
         self._last_event_id = last_event_id
         self._prepared = False
         self._ended: str | None = None
@@ -596,7 +596,7 @@ class Subscription:
         self._turn = 0
         self._delivered = 0
         self._size = 0
-        self._topics = tuple(hub._topic(name) for name in topics)
+        self._topics: tuple[TopicLog, ...] = tuple(hub._topic(name) for name in topics)
         for topic in self._topics:
             topic.subscribers += 1
         hub._stats.subscribers += 1
@@ -844,18 +844,6 @@ class Subscription:
         if hub.observer is not None:
             hub.observer.on_end(self.topics, self._ended, self._delivered, self._size)
         self._topics = ()
-
-
-async def _answer_lifespan(receive: AnyReceive, send: AnySend, *, started: bool) -> None:
-    """Answer the lifespan protocol for an app that does not (``started``: the startup
-    message was already received)."""
-    if not started:
-        while (await receive())["type"] != "lifespan.startup":
-            pass
-    await send({"type": "lifespan.startup.complete"})
-    while (await receive())["type"] != "lifespan.shutdown":
-        pass
-    await send({"type": "lifespan.shutdown.complete"})
 
 
 def _resolve(topic: TopicLog, position: str) -> tuple[int, ResetReason | None]:

@@ -30,7 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = ("Merged", "buffered", "merge")
+__all__ = ("Merged", "buffered", "close_stream", "merge")
 
 T = TypeVar("T")
 T1 = TypeVar("T1")
@@ -170,9 +170,7 @@ async def _forward(source: AsyncIterable[T], send: MemoryObjectSendStream[T]) ->
     finally:
         # A source parked at its yield (waiting for the consumer) is not reached by the
         # cancellation: close it so that its finally blocks run too.
-        aclose: Any = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_stream(iterator)
 
 
 @overload
@@ -235,3 +233,10 @@ def buffered(stream: AsyncIterable[T], size: int = 64) -> Merged[T]:
         ValueError: for a negative ``size``.
     """
     return Merged((stream,), size)
+
+
+async def close_stream(stream: object) -> None:
+    """Close an async generator (or anything with `aclose`) so its finally blocks run."""
+    aclose: Any = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -12,8 +12,7 @@ the stream is closed at its ``yield`` (``GeneratorExit``), or cancelled at its o
 Batching follows from the rule: only what is honestly ready goes out together - the
 items an iterator hands out through ``next_ready()`` or ``next_nowait()`` (`merge()`,
 hub subscriptions; see `asgi_sse.types.ReadyItems`) and bytes the stream joined
-itself. A plain generator's
-items go out one `send` each.
+itself. A plain generator's items go out one `send` each.
 
 Imports the items and the connection; no framework.
 """
@@ -28,6 +27,7 @@ import anyio
 from ._connection import Connection
 from ._errors import InvalidEventError
 from ._items import encode_item
+from ._merge import close_stream
 from .types import EventStream, Item
 
 __all__ = ("BATCH_BYTES", "close_stream", "pump")
@@ -109,10 +109,3 @@ def _with_ready(first: bytes, next_ready: Callable[[], Item | None]) -> bytes:
         frames.append(frame)
         size += len(frame)
     return first if len(frames) == 1 else b"".join(frames)
-
-
-async def close_stream(stream: object) -> None:
-    """Close an async generator (or anything with `aclose`) so its finally blocks run."""
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()

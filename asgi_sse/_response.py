@@ -32,8 +32,9 @@ from ._connection import (
     Connection,
 )
 from ._errors import ClientDisconnected
+from ._merge import close_stream
 from ._options import DEFAULT_PING, DEFAULT_SEND_TIMEOUT, DEFAULTS, StreamOptions
-from ._pump import close_stream, pump
+from ._pump import pump
 from ._shutdown import SCOPE_KEY, ShutdownSignal
 from ._types import AnyReceive, AnyScope, AnySend
 from ._watch import watching

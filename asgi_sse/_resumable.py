@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from ._cursor import TOKEN, format_cursor, parse_cursor, source_key
 from ._errors import InvalidEventError
 from ._events import BaseEvent
-from ._merge import Merged
+from ._merge import Merged, close_stream
 from ._wire import ServerSentEvent
 
 __all__ = ("ResumableMerge", "resumable_merge")
@@ -113,9 +113,7 @@ async def _tagged(
         async for item in iterator:
             yield key, item
     finally:
-        aclose: Any = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_stream(iterator)
 
 
 def resumable_merge(

@@ -216,6 +216,21 @@ class Target:
     why_not: str  # the explanation printed when the target is not met
 
 
+_HUB_SUBSCRIBER_PATH = (
+    "the hub's subscriber path is the response's own (the fan-out row above: "
+    "1.2-1.3x) plus its cursor: per delivered event a subscriber is woken through an "
+    "anyio event (a wrapper around asyncio's), looks for a frame before it waits and "
+    "after it is woken, and the response asks once more whether another is ready "
+    "before it sends. cProfile of the hub server under 1,000 subscribers: 3 "
+    "`next_ready` calls per event (returning None, no exception), "
+    "`Subscription.__anext__` + `_wait` + anyio's and asyncio's `Event.wait` about a "
+    "quarter of the library's own time, `send_frames` + `pump` about a third. "
+    "`minimal` is one generator per subscriber waiting on the ticker's asyncio event. "
+    "At 5,000 subscribers the hub saturates the core (100% CPU) and falls behind "
+    "(~30k of 50k events/s), as the plain response does; p99 follows CPU"
+)
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "burst events/s vs `minimal_pydantic`, plain generator (typed events built per event)",
@@ -345,17 +360,7 @@ TARGETS: tuple[Target, ...] = (
         "minimal@1000",
         1.2,
         True,
-        "the hub's subscriber path is the response's own (the fan-out row above: "
-        "1.2-1.3x) plus its cursor: per delivered event a subscriber is woken through an "
-        "anyio event (a wrapper around asyncio's), looks for a frame before it waits and "
-        "after it is woken, and the response asks once more whether another is ready "
-        "before it sends. cProfile of the hub server under 1,000 subscribers: 3 "
-        "`next_ready` calls per event (returning None, no exception), "
-        "`Subscription.__anext__` + `_wait` + anyio's and asyncio's `Event.wait` about a "
-        "quarter of the library's own time, `send_frames` + `pump` about a third. "
-        "`minimal` is one generator per subscriber waiting on the ticker's asyncio event. "
-        "At 5,000 subscribers the hub saturates the core (100% CPU) and falls behind "
-        "(~30k of 50k events/s), as the plain response does; p99 follows CPU",
+        _HUB_SUBSCRIBER_PATH,
     ),
     Target(
         "hub fan-out, 5,000 subscribers: server CPU per delivered event vs `minimal` "
@@ -366,17 +371,7 @@ TARGETS: tuple[Target, ...] = (
         "minimal@5000",
         1.2,
         True,
-        "the hub's subscriber path is the response's own (the fan-out row above: "
-        "1.2-1.3x) plus its cursor: per delivered event a subscriber is woken through an "
-        "anyio event (a wrapper around asyncio's), looks for a frame before it waits and "
-        "after it is woken, and the response asks once more whether another is ready "
-        "before it sends. cProfile of the hub server under 1,000 subscribers: 3 "
-        "`next_ready` calls per event (returning None, no exception), "
-        "`Subscription.__anext__` + `_wait` + anyio's and asyncio's `Event.wait` about a "
-        "quarter of the library's own time, `send_frames` + `pump` about a third. "
-        "`minimal` is one generator per subscriber waiting on the ticker's asyncio event. "
-        "At 5,000 subscribers the hub saturates the core (100% CPU) and falls behind "
-        "(~30k of 50k events/s), as the plain response does; p99 follows CPU",
+        _HUB_SUBSCRIBER_PATH,
     ),
     Target(
         "hub fan-out, 1,000 subscribers: p99 latency vs `minimal`",
@@ -386,17 +381,7 @@ TARGETS: tuple[Target, ...] = (
         "minimal@1000",
         1.2,
         True,
-        "the hub's subscriber path is the response's own (the fan-out row above: "
-        "1.2-1.3x) plus its cursor: per delivered event a subscriber is woken through an "
-        "anyio event (a wrapper around asyncio's), looks for a frame before it waits and "
-        "after it is woken, and the response asks once more whether another is ready "
-        "before it sends. cProfile of the hub server under 1,000 subscribers: 3 "
-        "`next_ready` calls per event (returning None, no exception), "
-        "`Subscription.__anext__` + `_wait` + anyio's and asyncio's `Event.wait` about a "
-        "quarter of the library's own time, `send_frames` + `pump` about a third. "
-        "`minimal` is one generator per subscriber waiting on the ticker's asyncio event. "
-        "At 5,000 subscribers the hub saturates the core (100% CPU) and falls behind "
-        "(~30k of 50k events/s), as the plain response does; p99 follows CPU",
+        _HUB_SUBSCRIBER_PATH,
     ),
     Target(
         "hub fan-out, 5,000 subscribers: p99 latency vs `minimal`",
@@ -406,17 +391,7 @@ TARGETS: tuple[Target, ...] = (
         "minimal@5000",
         1.2,
         True,
-        "the hub's subscriber path is the response's own (the fan-out row above: "
-        "1.2-1.3x) plus its cursor: per delivered event a subscriber is woken through an "
-        "anyio event (a wrapper around asyncio's), looks for a frame before it waits and "
-        "after it is woken, and the response asks once more whether another is ready "
-        "before it sends. cProfile of the hub server under 1,000 subscribers: 3 "
-        "`next_ready` calls per event (returning None, no exception), "
-        "`Subscription.__anext__` + `_wait` + anyio's and asyncio's `Event.wait` about a "
-        "quarter of the library's own time, `send_frames` + `pump` about a third. "
-        "`minimal` is one generator per subscriber waiting on the ticker's asyncio event. "
-        "At 5,000 subscribers the hub saturates the core (100% CPU) and falls behind "
-        "(~30k of 50k events/s), as the plain response does; p99 follows CPU",
+        _HUB_SUBSCRIBER_PATH,
     ),
     Target(
         "hub idle RSS per subscriber vs `minimal` per idle connection",

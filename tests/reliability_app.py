@@ -58,6 +58,7 @@ from asgi_sse import (
     SSERequest,
     merge,
 )
+from asgi_sse._lifespan import answer_lifespan
 from tests.servers import HOST, ROOT, Server, ServerError, free_port
 
 __all__ = (
@@ -498,16 +499,6 @@ async def _handler(request: SSERequest) -> EventSourceResponse | None:
 # -- the ASGI app -------------------------------------------------------------------------
 
 
-async def _answer_lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 def _query(scope: Mapping[str, Any]) -> dict[str, str]:
     raw: bytes = scope.get("query_string", b"")
     return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
@@ -515,7 +506,7 @@ def _query(scope: Mapping[str, Any]) -> dict[str, str]:
 
 async def _site(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        await _answer_lifespan(receive, send)
+        await answer_lifespan(receive, send)
         return
     if scope["type"] != "http":
         await send({"type": "websocket.close", "code": 1000, "reason": ""})

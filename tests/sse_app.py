@@ -36,7 +36,7 @@ from typing import Any
 
 import anyio
 
-import asgi_sse.demo
+import asgi_sse.demo.chat
 from asgi_sse import (
     BaseEvent,
     GracefulShutdown,
@@ -47,7 +47,7 @@ from asgi_sse import (
     Subscription,
     TopicClosed,
 )
-from asgi_sse._endpoint import answer_lifespan
+from asgi_sse._lifespan import answer_lifespan
 from asgi_sse._types import ASGIApp, ASGIReceiveCallable, ASGISendCallable, Scope
 
 __all__ = ("EXPECTED", "HUB_HISTORY", "TRICKY", "app", "chat_app", "demo_app", "hub_app")
@@ -224,7 +224,7 @@ _demo_with_chat_hub = asgi_sse.demo.create_app(chat_hub)
 async def chat_app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     """The demo (its own hub), plus ``POST /close``: the chat topic ends for good."""
     if scope["type"] == "http" and scope["path"] == "/close" and scope["method"] == "POST":
-        await chat_hub.close(asgi_sse.demo.CHAT_TOPIC)
+        await chat_hub.close(asgi_sse.demo.chat.CHAT_TOPIC)
         await _plain(send, 204)
         return
     await _demo_with_chat_hub(scope, receive, send)

@@ -16,7 +16,8 @@ import pytest
 
 from asgi_sse import Hub, ParsedEvent, SSEEndpoint
 from asgi_sse._cursor import parse_cursor, source_key
-from asgi_sse.demo import (
+from asgi_sse.demo import Echo, ReverseEcho, app, create_app, stats
+from asgi_sse.demo.chat import (
     CHAT_TOPIC,
     MAX_BODY,
     MAX_TEXT,
@@ -24,11 +25,6 @@ from asgi_sse.demo import (
     ChatMessage,
     ChatRoom,
     Connected,
-    Echo,
-    ReverseEcho,
-    app,
-    create_app,
-    stats,
 )
 from asgi_sse.testing import TestStream, connect
 from asgi_sse.types import ASGIApp

@@ -30,7 +30,7 @@ from asgi_sse import (
     SSERequest,
     merge,
 )
-from asgi_sse._endpoint import answer_lifespan
+from asgi_sse._lifespan import answer_lifespan
 from asgi_sse._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from asgi_sse.testing import connect
 

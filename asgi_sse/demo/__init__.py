@@ -53,17 +53,10 @@ from asgi_sse import (
 from asgi_sse.types import Receive, Scope, Send
 
 from .chat import (
-    CHAT_TOPIC,
     MAX_BODY,
     MAX_CLIENTS,
-    MAX_TEXT,
-    RECONNECT_MS,
-    ChatMessage,
-    ChatPayload,
     ChatRoom,
     ClientLeft,
-    Connected,
-    ConnectedInfo,
     HTTPError,
     answer,
     chat_text,
@@ -72,16 +65,6 @@ from .chat import (
 )
 
 __all__ = (
-    "CHAT_TOPIC",
-    "MAX_BODY",
-    "MAX_CLIENTS",
-    "MAX_TEXT",
-    "RECONNECT_MS",
-    "ChatMessage",
-    "ChatPayload",
-    "ChatRoom",
-    "Connected",
-    "ConnectedInfo",
     "Echo",
     "EchoPayload",
     "ReverseEcho",
