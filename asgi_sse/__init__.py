@@ -9,6 +9,7 @@ from ._endpoint import SSEEndpoint, SSERequest
 from ._errors import (
     ClientDisconnected,
     HubFull,
+    HubUnavailable,
     InvalidEventError,
     SSEError,
     StreamClosed,
@@ -46,6 +47,7 @@ __all__ = (
     "HubFull",
     "HubObserver",
     "HubStats",
+    "HubUnavailable",
     "InvalidEventError",
     "MemoryBackend",
     "Merged",

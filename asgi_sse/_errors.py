@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = (
     "ClientDisconnected",
     "HubFull",
+    "HubUnavailable",
     "InvalidEventError",
     "SSEError",
     "StreamClosed",
@@ -48,3 +49,8 @@ class TopicClosed(SSEError):
 class HubFull(SSEError):
     """The hub holds its ``max_topics`` topics, every one with subscribers: a new topic
     would make it hold more state than it was allowed."""
+
+
+class HubUnavailable(SSEError):
+    """The hub's backend cannot be reached (Redis is down or refuses): the event was
+    not published, and nothing was stored. Publishing may be retried."""

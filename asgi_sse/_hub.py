@@ -43,7 +43,7 @@ from ._cursor import (
     parse_position,
     source_key,
 )
-from ._errors import HubFull, InvalidEventError, TopicClosed
+from ._errors import HubFull, HubUnavailable, InvalidEventError, TopicClosed
 from ._events import BaseEvent
 from ._lifespan import answer_lifespan
 from ._types import AnyReceive, AnyScope, AnySend, ASGIApp
@@ -151,16 +151,28 @@ def _frame_parts(item: BaseEvent[Any] | ServerSentEvent | str) -> tuple[bytes, b
     return encoded[: len(head)], encoded[len(head) :]
 
 
+#: `TopicLog.gap` of a log that never lost an event.
+NO_GAP = -(1 << 62)
+
+
 class TopicLog:
     """One topic's log in this process: frames ``first .. head`` (sequence numbers),
-    oldest first, bounded by count and bytes; plus what its subscribers wait on."""
+    oldest first, bounded by count and bytes; plus what its subscribers wait on.
+
+    Sequences are local to this process. With the memory backend they are the ids
+    (``<epoch>-<sequence>``); a backend with ids of its own (Redis) sets ``floor`` to
+    the id before ``frames[0]`` and every frame carries its id in its ``id:`` line.
+    """
 
     __slots__ = (
+        "attached",
         "changed",
         "closed",
         "epoch",
         "first",
+        "floor",
         "frames",
+        "gap",
         "head",
         "key",
         "limit",
@@ -186,14 +198,30 @@ class TopicLog:
         self.closed = False
         self.subscribers = 0
         self.touched = monotonic()
+        # The id of the event before frames[0] (backends with ids of their own), and
+        # whether the backend feeds this log (set by `HubBackend.attach`).
+        self.floor: str | None = None
+        self.attached = False
+        # The newest sequence lost in a gap (events the backend could not deliver): a
+        # subscriber behind it is told it missed events ("gone").
+        self.gap = NO_GAP
         # Set (and forgotten) by every append; made by the first subscriber that waits,
         # so a log is bound to no event loop while nobody waits (a hub made at import
         # time serves whichever loop runs the app).
         self.changed: anyio.Event | None = None
         self.waiters: set[anyio.Event] = set()  # multi-topic subscribers' own events
 
+    def position(self, sequence: int) -> str:
+        """The id of the event at ``sequence`` (``first - 1`` up to ``head``)."""
+        if self.floor is None:
+            return format_position(self.epoch, sequence)
+        if sequence < self.first:
+            return self.floor
+        frame, id_start, id_end = self.frames[sequence - self.first]
+        return frame[id_start + 4 : id_end - 1].decode()
+
     def head_id(self) -> str:
-        return format_position(self.epoch, self.head)
+        return self.position(self.head)
 
     def frame(self, sequence: int) -> tuple[bytes, int, int]:
         return self.frames[sequence - self.first]
@@ -208,11 +236,24 @@ class TopicLog:
         self.head += 1
         self.size += len(frame)
         while len(frames) > self.limit or (self.size > self.limit_bytes and len(frames) > 1):
+            if self.floor is not None:
+                self.floor = self.position(self.first)
             self.size -= len(frames.popleft()[0])
             self.first += 1
         self.touched = monotonic()
         self.wake()
         return frame
+
+    def lose(self, floor: str) -> None:
+        """Events were lost before the next one (a backend's gap): every subscriber not
+        past them gets a `Reset`; the log goes on after ``floor``."""
+        self.frames.clear()
+        self.size = 0
+        self.head += 1  # the gap takes a sequence of its own, which no one can be past
+        self.gap = self.head
+        self.first = self.head + 1
+        self.floor = floor
+        self.wake()
 
     def wait(self) -> anyio.Event:
         """What a single-topic subscriber waits on until the next change."""
@@ -235,8 +276,12 @@ class HubBackend(Protocol):
 
     The hub encodes each event once and fans it out from one `TopicLog` per topic in
     this process; a backend assigns the id, keeps the event where other processes see
-    it (the Redis Streams backend) or not (`MemoryBackend`), and says where a client's
-    last event id resumes.
+    it (`asgi_sse.redis.RedisStreamsBackend`) or not (`MemoryBackend`), feeds the logs
+    this process serves, and says where a client's last event id resumes.
+
+    A backend that cannot reach its store raises `HubUnavailable` from `append`,
+    `close`, `attach` and `locate`; a subscription that meets it mid-resolve waits for
+    `available` and tries again, with its response already open.
     """
 
     async def start(self, hub: Hub) -> None:
@@ -252,9 +297,27 @@ class HubBackend(Protocol):
         and return its id; the event reaches ``log`` (and every process's log) too."""
         ...
 
+    async def close(self, log: TopicLog) -> None:
+        """End ``log``'s topic for good (after the events already appended): the logs
+        that serve it are marked closed (`TopicLog.closed`) and woken."""
+        ...
+
+    async def attach(self, log: TopicLog) -> None:
+        """Make ``log`` follow its topic's new events from now on (its first subscriber
+        in this process is about to read it); sets ``log.attached``."""
+        ...
+
+    def forget(self, log: TopicLog) -> None:
+        """``log`` is no longer held by the hub: stop feeding it."""
+        ...
+
     async def locate(self, log: TopicLog, position: str) -> tuple[int, ResetReason | None]:
         """The sequence in ``log`` after a client's ``position`` (an id this backend
         gave), and why that is not exact (a `Reset` reason), if it is not."""
+        ...
+
+    async def available(self) -> None:
+        """Return once the backend answers again (at once if it does)."""
         ...
 
 
@@ -278,8 +341,21 @@ class MemoryBackend:
         log.append(event_id, head, tail)
         return event_id
 
+    async def close(self, log: TopicLog) -> None:
+        log.closed = True
+        log.wake()
+
+    async def attach(self, log: TopicLog) -> None:
+        log.attached = True
+
+    def forget(self, log: TopicLog) -> None:
+        pass
+
     async def locate(self, log: TopicLog, position: str) -> tuple[int, ResetReason | None]:
         return _resolve(log, position)
+
+    async def available(self) -> None:
+        pass
 
 
 class Hub:
@@ -334,6 +410,8 @@ class Hub:
         self.max_topics = max_topics
         self.observer = observer
         self.backend: HubBackend = MemoryBackend() if backend is None else backend
+        # The memory backend's logs are the topics themselves: attached from the start.
+        self._local = isinstance(self.backend, MemoryBackend)
         self._topics: dict[str, TopicLog] = {}
         self._stopped = False
         self._token: Any = None
@@ -478,9 +556,8 @@ class Hub:
             return
         if final_event is not None:
             await self.publish(topic, final_event)
-        log.closed = True
+        await self.backend.close(log)
         log.touched = monotonic()
-        log.wake()
 
     # -- subscribing ----------------------------------------------------------------------
 
@@ -521,9 +598,9 @@ class Hub:
 
     def head(self, topic: str) -> str | None:
         """The id of ``topic``'s newest event (``<epoch>-0`` before the first), or None
-        for a topic the hub does not hold."""
+        for a topic the hub does not hold (or, on Redis, that nobody here follows)."""
         log = self._topics.get(topic)
-        return None if log is None else log.head_id()
+        return None if log is None or not log.attached else log.head_id()
 
     # -- internals ------------------------------------------------------------------------
 
@@ -538,10 +615,11 @@ class Hub:
             idle = [t for t in self._topics.values() if t.subscribers == 0]
             if not idle:
                 raise HubFull(f"the hub holds {self.max_topics} topics, all of them in use")
-            del self._topics[min(idle, key=lambda t: t.touched).name]
+            self._forget(min(idle, key=lambda t: t.touched))
         self._topics[name] = log = TopicLog(
             name, limit=self.history, limit_bytes=self.history_bytes
         )
+        log.attached = self._local
         return log
 
     def _sweep(self, *, force: bool = False) -> None:
@@ -555,7 +633,11 @@ class Hub:
             if log.subscribers == 0 and now - log.touched >= self.expire_after
         ]
         for name in expired:
-            del self._topics[name]
+            self._forget(self._topics[name])
+
+    def _forget(self, log: TopicLog) -> None:
+        del self._topics[log.name]
+        self.backend.forget(log)
 
     def _count(self, table: dict[str, int], reason: str) -> None:
         table[reason] = table.get(reason, 0) + 1
@@ -610,23 +692,40 @@ class Subscription:
     async def prepare_stream(self) -> bool:
         """Resolve the client's last event id against the logs. False: nothing will
         ever be sent (every topic is closed and the client is at its head), which the
-        response answers with 204 No Content."""
-        await self._prepare()
+        response answers with 204 No Content.
+
+        When the backend cannot be reached, True: the response opens (keep-alives go
+        out, a browser does not give up on an error status) and the id is resolved
+        once the backend answers again.
+        """
+        try:
+            await self._prepare()
+        except HubUnavailable:
+            return True
         return not (self._ended == "closed" and not self._pending)
+
+    async def _prepare_when_available(self) -> None:
+        backend = self._hub.backend
+        while not self._prepared and not self._hub._stopped:
+            try:
+                await self._prepare()
+            except HubUnavailable:
+                await backend.available()
 
     async def _prepare(self) -> None:
         if self._prepared:
             return
-        self._prepared = True
         hub = self._hub
         topics = self._topics
-        heads = [topic.head for topic in topics]
+        for topic in topics:
+            if not topic.attached:
+                await hub.backend.attach(topic)
         last = self._last_event_id or None
         how = "live"
         reset: ResetReason | None = None
         reset_topics: list[str] = []
         if last is None:
-            starts = [head + 1 for head in heads]
+            starts = [topic.head + 1 for topic in topics]
         elif last == EARLIEST:
             starts = [topic.first for topic in topics]
             how = "earliest"
@@ -634,7 +733,7 @@ class Subscription:
             positions = self._positions(last)
             if positions is None:
                 reset, reset_topics = "malformed", list(self.topics)
-                starts = [head + 1 for head in heads]
+                starts = [topic.head + 1 for topic in topics]
             else:
                 starts = []
                 for topic, position in zip(topics, positions, strict=True):
@@ -647,10 +746,11 @@ class Subscription:
                         reset_topics.append(topic.name)
                     starts.append(start)
                 how = "replay"
+        self._prepared = True
         self._next = starts
         if len(topics) > 1:
             for topic, start in zip(topics, starts, strict=True):
-                self._cursor[topic.key] = format_position(topic.epoch, start - 1)
+                self._cursor[topic.key] = topic.position(start - 1)
         if reset is not None:
             how = "reset"
             self._send_reset(reset, tuple(reset_topics))
@@ -680,7 +780,7 @@ class Subscription:
     def _current_id(self) -> str:
         if len(self._topics) == 1:
             topic = self._topics[0]
-            return format_position(topic.epoch, self._next[0] - 1)
+            return topic.position(self._next[0] - 1)
         return format_cursor(self._cursor)
 
     def _send_reset(self, reason: ResetReason, topics: tuple[str, ...]) -> None:
@@ -717,7 +817,7 @@ class Subscription:
 
     async def __anext__(self) -> bytes:
         if not self._prepared:
-            await self._prepare()
+            await self._prepare_when_available()
         while True:
             # Note: _take() says "nothing yet" with None, not an exception: a live
             # subscriber finds nothing once per event, before it waits.
@@ -733,8 +833,6 @@ class Subscription:
         Raises:
             StopAsyncIteration: the subscription ended.
         """
-        if not self._prepared:
-            return None  # resolved by the first __anext__ (or prepare_stream)
         if self._pending:
             return self._deliver(self._pending.pop(0))
         if self._ended is not None:
@@ -742,6 +840,8 @@ class Subscription:
         if self._hub._stopped:
             self._end("stopped")
             raise StopAsyncIteration
+        if not self._prepared:
+            return None  # resolved by the first __anext__ (or prepare_stream)
         topics = self._topics
         count = len(topics)
         if count == 1:  # the common case, without the round-robin
@@ -767,7 +867,7 @@ class Subscription:
             frame, id_start, id_end = topic.frame(sequence)
             self._next[index] = sequence + 1
             self._turn = index + 1
-            self._cursor[topic.key] = format_position(topic.epoch, sequence)
+            self._cursor[topic.key] = topic.position(sequence)
             id_line = b"id: " + format_cursor(self._cursor).encode() + b"\n"
             return self._deliver(frame[:id_start] + id_line + frame[id_end:])
         if all(t.closed for t in topics):
@@ -802,7 +902,9 @@ class Subscription:
         if hub.on_overflow == "disconnect":
             self._end("overflow")
             raise StopAsyncIteration
-        self._send_reset("overflow", (topic.name,))
+        index = self._topics.index(topic)
+        reason: ResetReason = "gone" if self._next[index] <= topic.gap else "overflow"
+        self._send_reset(reason, (topic.name,))
         return self._deliver(self._pending.pop(0))
 
     def _end(self, reason: str) -> None:
