@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from importlib.resources import files
@@ -41,6 +42,7 @@ from asgi_sse import (
     BaseEvent,
     GracefulShutdown,
     Hub,
+    HubBackend,
     InvalidEventError,
     ResumableMerge,
     ServerSentEvent,
@@ -265,7 +267,19 @@ def create_app(hub: Hub | None = None, *, max_clients: int = MAX_CLIENTS) -> Gra
     return GracefulShutdown(hub.lifespan(streams))
 
 
+
+def _backend() -> HubBackend | None:
+    """The Redis backend when ``ASGI_SSE_DEMO_REDIS`` names a Redis URL (what
+    ``python -m asgi_sse.demo --redis URL`` sets), for several workers; else memory."""
+    url = os.environ.get("ASGI_SSE_DEMO_REDIS")
+    if not url:
+        return None
+    from asgi_sse.redis import RedisStreamsBackend
+
+    return RedisStreamsBackend(url, prefix="asgi-sse-demo:")
+
+
 #: The demo's hub: the chat's last 1,000 messages, for reconnects to resume from.
-hub = Hub(history=1000)
+hub = Hub(history=1000, backend=_backend())
 #: The demo app. `GracefulShutdown` makes Ctrl+C end every open stream at once.
 app = create_app(hub)
