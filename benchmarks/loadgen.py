@@ -4,6 +4,7 @@
     python benchmarks/loadgen.py fanout --port P --conns 1000 --seconds 10 --server-pid PID
     python benchmarks/loadgen.py idle   --port P --conns 5000
     python benchmarks/loadgen.py broadcast --port P --conns 1000 --n 300 --server-pid PID
+    (--server-pid PID,PID: CPU summed over several worker processes)
 
 `--path` points fanout and idle at another route (the hub's `/hub`, `/hub-idle`).
 broadcast (the hub's burst publisher): `conns` subscribers of a fresh topic on
@@ -282,13 +283,28 @@ def _cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_total(pids: tuple[int, ...]) -> float:
+    """CPU seconds summed over the server's processes (several workers)."""
+    return sum(_cpu_seconds(pid) for pid in pids)
+
+
+def _pids(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part)
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def fanout(
-    port: int, conns: int, seconds: float, server_pid: int, sep: bytes, path: str = "/fanout"
+    port: int,
+    conns: int,
+    seconds: float,
+    server_pid: tuple[int, ...],
+    sep: bytes,
+    path: str = "/fanout",
+    side_pid: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """`conns` subscribers to the 10 Hz ticker: delivered events/s, server CPU per event,
     latency from creation (server) to receipt (here)."""
@@ -309,14 +325,16 @@ async def fanout(
         await asyncio.sleep(opens - time.monotonic())
         closed_before = tally.closed
         frames_before = tally.frames
-        server_cpu_before = _cpu_seconds(server_pid)
+        server_cpu_before = _cpu_total(server_pid)
+        side_cpu_before = _cpu_total(side_pid)
         client_before = os.times()
         started = time.monotonic()
         tally.measuring = True
         await asyncio.sleep(seconds)  # the measurement window, not a synchronisation
         tally.measuring = False
         elapsed = time.monotonic() - started
-        server_cpu = _cpu_seconds(server_pid) - server_cpu_before
+        server_cpu = _cpu_total(server_pid) - server_cpu_before
+        side_cpu = _cpu_total(side_pid) - side_cpu_before
         client_after = os.times()
         frames = tally.frames - frames_before
     finally:
@@ -338,6 +356,7 @@ async def fanout(
         "server_cpu_us_per_event": server_cpu / frames * 1e6 if frames else None,
         "server_cpu_share": server_cpu / elapsed,
         "client_cpu_share": client_cpu / elapsed,
+        "side_cpu_us_per_event": side_cpu / frames * 1e6 if frames and side_pid else None,
         "latency_samples": len(latencies),
         "p50_ms": _percentile(latencies, 0.50) * 1e3 if latencies else None,
         "p99_ms": _percentile(latencies, 0.99) * 1e3 if latencies else None,
@@ -379,7 +398,7 @@ async def broadcast(
     port: int,
     conns: int,
     n: int,
-    server_pid: int,
+    server_pid: tuple[int, ...],
     sep: bytes,
     *,
     path: str = "/hub-burst",
@@ -405,7 +424,7 @@ async def broadcast(
         if primed:
             await _bounded(asyncio.gather(*(p.first_frame for p in protocols)))
         counted_before = [p.frames for p in protocols]
-        server_cpu_before = _cpu_seconds(server_pid)
+        server_cpu_before = _cpu_total(server_pid)
         client_before = os.times()
         started = time.monotonic()
         published = await fetch_json(
@@ -413,7 +432,7 @@ async def broadcast(
         )
         await asyncio.wait_for(asyncio.gather(*(p.done for p in protocols)), PHASE_TIMEOUT * 3)
         elapsed = time.monotonic() - started
-        server_cpu = _cpu_seconds(server_pid) - server_cpu_before
+        server_cpu = _cpu_total(server_pid) - server_cpu_before
         client_after = os.times()
     finally:
         for protocol in protocols:
@@ -470,7 +489,16 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--seconds", type=float, default=10.0, help="fanout: window (whole ticks of 0.1 s)"
     )
     parser.add_argument(
-        "--server-pid", type=int, default=0, help="fanout, broadcast: for CPU time"
+        "--server-pid",
+        type=_pids,
+        default=(),
+        help="fanout, broadcast: the server's PID (PID,PID,...: its workers) for CPU time",
+    )
+    parser.add_argument(
+        "--side-pid",
+        type=_pids,
+        default=(),
+        help="fanout: other processes (Redis, a publisher) whose CPU is reported apart",
     )
     return parser.parse_args(argv)
 
@@ -483,7 +511,9 @@ def main() -> None:
         result = _run(burst(args.port, args.n, sep))
     elif args.mode == "fanout":
         path = args.path or "/fanout"
-        result = _run(fanout(args.port, args.conns, args.seconds, args.server_pid, sep, path))
+        result = _run(
+            fanout(args.port, args.conns, args.seconds, args.server_pid, sep, path, args.side_pid)
+        )
     elif args.mode == "idle":
         result = _run(idle(args.port, args.conns, args.path or "/idle"))
     else:
