@@ -313,7 +313,9 @@ class HubBackend(Protocol):
 
     async def locate(self, log: TopicLog, position: str) -> tuple[int, ResetReason | None]:
         """The sequence in ``log`` after a client's ``position`` (an id this backend
-        gave), and why that is not exact (a `Reset` reason), if it is not."""
+        gave), and why that is not exact (a `Reset` reason), if it is not.
+        ``position`` `EARLIEST`: the first sequence of everything the topic still holds
+        (up to the log's bounds)."""
         ...
 
     async def available(self) -> None:
@@ -727,7 +729,7 @@ class Subscription:
         if last is None:
             starts = [topic.head + 1 for topic in topics]
         elif last == EARLIEST:
-            starts = [topic.first for topic in topics]
+            starts = [(await hub.backend.locate(topic, EARLIEST))[0] for topic in topics]
             how = "earliest"
         else:
             positions = self._positions(last)
@@ -951,6 +953,8 @@ class Subscription:
 def _resolve(topic: TopicLog, position: str) -> tuple[int, ResetReason | None]:
     """Where to start in ``topic`` for a client at ``position``, and why not exactly
     there (memory ids)."""
+    if position == EARLIEST:
+        return topic.first, None
     parsed = parse_position(position)
     if parsed is None:
         return topic.head + 1, "malformed"

@@ -50,7 +50,7 @@ import anyio
 import anyio.abc
 
 from ._errors import HubUnavailable, TopicClosed
-from ._hub import Hub, ResetReason, TopicLog
+from ._hub import EARLIEST, Hub, ResetReason, TopicLog
 
 try:
     import redis.asyncio as aioredis
@@ -340,6 +340,9 @@ class RedisStreamsBackend:
             group.cancel_scope.cancel()
             await group.__aexit__(None, None, None)
         keys = [reader.wake_key for reader in self._readers]
+        for reader in self._readers:
+            for log in reader.logs.values():
+                log.attached = False  # a hub started again reads its topics afresh
         self._readers = []
         self._where = {}
         with anyio.move_on_after(1):
@@ -412,6 +415,12 @@ class RedisStreamsBackend:
     # -- resuming ------------------------------------------------------------------------
 
     async def locate(self, log: TopicLog, position: str) -> tuple[int, ResetReason | None]:
+        if position == EARLIEST:
+            for _ in range(8):
+                result = await self._backfill(log, None)
+                if result is not None:
+                    return log.first, None
+            return log.first, None
         wanted = _parse_id(position.encode())
         if wanted is None:
             return log.head + 1, "malformed"
@@ -458,53 +467,62 @@ class RedisStreamsBackend:
             await log.wait().wait()
 
     async def _backfill(
-        self, log: TopicLog, position: str
+        self, log: TopicLog, position: str | None
     ) -> tuple[int, ResetReason | None] | None:
-        """Read the entries after ``position`` up to the log's floor from Redis into the
-        log (they are older than what it holds); None if the log moved meanwhile."""
+        """Read the entries after ``position`` (None: the oldest Redis holds) up to the
+        log's floor from Redis into the log (they are older than what it holds); None
+        if the log moved meanwhile."""
         floor, first, gap = log.floor, log.first, log.gap
         room = min(log.limit - len(log.frames), first - 1 - gap)
-        if floor is None or room <= 0:
-            return log.head + 1, "gone"
+        if floor is None or room <= 0 or floor == "0-0":
+            return (log.first, None) if position is None else (log.head + 1, "gone")
         key = self._key(log)
         entries: list[tuple[bytes, dict[bytes, bytes]]] = []  # newest first
         upper = floor.encode()
+        lower = b"-" if position is None else b"(" + position.encode()
         while len(entries) < room:
             count = min(self.page_size, room - len(entries))
             async with self._errors():
-                page: Any = await self._client.xrevrange(
-                    key, upper, b"(" + position.encode(), count=count
-                )
+                page: Any = await self._client.xrevrange(key, upper, lower, count=count)
             entries.extend(page)
             if len(page) < count:
                 break
             upper = b"(" + page[-1][0]
         if log.floor != floor or log.first != first or log.gap != gap:
             return None
-        # Link by link, from the client's position to the floor: anything else lost events.
-        expected = position.encode()
-        for entry_id, fields in reversed(entries):
-            if fields.get(b"p") != expected:
-                return log.head + 1, "gone"
-            expected = entry_id
-        if expected != floor.encode() or not entries:
+        if not entries or entries[0][0] != floor.encode():
+            return (log.first, None) if position is None else (log.head + 1, "gone")
+        # Link by link from the floor back: a broken link is where events were lost.
+        for index in range(len(entries) - 1):
+            if entries[index][1].get(b"p") != entries[index + 1][0]:
+                if position is not None:
+                    return log.head + 1, "gone"
+                del entries[index + 1 :]  # the earliest: what follows the break
+                break
+        if position is not None and entries[-1][1].get(b"p") != position.encode():
             return log.head + 1, "gone"
-        frames = []
+        frames: list[tuple[bytes, int, int]] = []
         size = 0
+        oldest_previous = b""  # the "p" of the oldest entry kept
         for entry_id, fields in entries:  # newest first, for extendleft
             head = fields.get(b"h")
-            if head is None:
+            if head is None:  # a close marker holds no frame
                 continue
             id_line = b"id: " + entry_id + b"\n"
             frame = head + id_line + fields.get(b"t", b"")
+            if log.size + size + len(frame) > log.limit_bytes and len(log.frames) + len(frames):
+                if position is not None:
+                    return log.head + 1, "gone"
+                break  # the earliest: as much as the log's bytes allow
             frames.append((frame, len(head), len(head) + len(id_line)))
             size += len(frame)
-        if log.size + size > log.limit_bytes and len(log.frames) + len(frames) > 1:
-            return log.head + 1, "gone"
+            oldest_previous = fields.get(b"p", b"0-0")
+        if not frames:
+            return log.first, None
         log.frames.extendleft(frames)
         log.size += size
         log.first -= len(frames)
-        log.floor = position
+        log.floor = oldest_previous.decode()
         return log.first, None
 
     # -- faults ---------------------------------------------------------------------------

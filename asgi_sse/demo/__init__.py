@@ -267,7 +267,6 @@ def create_app(hub: Hub | None = None, *, max_clients: int = MAX_CLIENTS) -> Gra
     return GracefulShutdown(hub.lifespan(streams))
 
 
-
 def _backend() -> HubBackend | None:
     """The Redis backend when ``ASGI_SSE_DEMO_REDIS`` names a Redis URL (what
     ``python -m asgi_sse.demo --redis URL`` sets), for several workers; else memory."""
