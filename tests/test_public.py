@@ -19,6 +19,7 @@ EXPECTED = {
     "HubFull",
     "HubObserver",
     "HubStats",
+    "HubUnavailable",
     "InvalidEventError",
     "MemoryBackend",
     "Merged",
@@ -50,7 +51,7 @@ def test_public_names() -> None:
         assert getattr(asgi_sse, name) is not None
     public_modules = {n for n in dir(asgi_sse) if not n.startswith("_") and n not in EXPECTED}
     # only subpackages/modules meant to be imported by path may show up besides __all__
-    assert public_modules <= {"demo", "testing", "starlette", "types"}
+    assert public_modules <= {"demo", "testing", "starlette", "types", "redis"}
 
 
 def test_public_types_module() -> None:
@@ -68,6 +69,7 @@ def test_error_hierarchy() -> None:
     assert issubclass(asgi_sse.StreamClosed, asgi_sse.SSEError)
     assert issubclass(asgi_sse.TopicClosed, asgi_sse.SSEError)
     assert issubclass(asgi_sse.HubFull, asgi_sse.SSEError)
+    assert issubclass(asgi_sse.HubUnavailable, asgi_sse.SSEError)
     from asgi_sse.testing import StreamClosed
 
     assert StreamClosed is asgi_sse.StreamClosed
@@ -133,3 +135,20 @@ def test_the_hub_never_imports_the_asgi_layer() -> None:
         "asgi_sse._watch",
         "asgi_sse._endpoint",
     }
+
+
+def test_the_redis_backend_is_a_hub_backend_and_never_imports_the_asgi_layer() -> None:
+    loaded = imported_by("asgi_sse.redis")
+    assert "redis" in loaded
+    assert not loaded & {
+        "asgi_sse._response",
+        "asgi_sse._pump",
+        "asgi_sse._connection",
+        "asgi_sse._endpoint",
+        "asgi_sse._middleware",
+    }
+    from asgi_sse import HubBackend
+    from asgi_sse.redis import RedisStreamsBackend
+
+    backend: HubBackend = RedisStreamsBackend()  # type-checked against the protocol
+    assert backend is not None
