@@ -50,7 +50,8 @@ class Comment:
 
 class EventStreamParser:
     """Incremental parser for one event stream: `feed` bytes as they come, `close` at
-    the end.  Any chunking gives the same items.
+    the end.  Any chunking gives the same items.  ``last_event_id``: the id a client
+    had before this connection (it stays until the stream sets another).
 
     Attributes:
         last_event_id: the stream's last event ID string (what a client sends back as
@@ -58,8 +59,10 @@ class EventStreamParser:
         retry: the reconnection time last set by the stream, in ms, or None.
     """
 
-    def __init__(self) -> None:
-        self.last_event_id = ""
+    def __init__(self, last_event_id: str = "") -> None:
+        # A client reconnecting goes on with the last event ID it had (WHATWG: the
+        # EventSource's "last event ID string", which a new connection keeps).
+        self.last_event_id = last_event_id
         self.retry: int | None = None
         # "utf-8-sig" is "UTF-8 decode": it strips one BOM at the start only, and waits
         # for more bytes while the first ones could still be a BOM split across chunks.
@@ -71,7 +74,7 @@ class EventStreamParser:
         # trailing LF.
         self._data: list[str] = []
         self._event_type = ""
-        self._id_buffer = ""
+        self._id_buffer = last_event_id
         self._frame_retry: int | None = None
 
     def feed(self, chunk: bytes) -> list[ParsedEvent | Comment]:

@@ -13,6 +13,15 @@ finished (and its cleanup ran)::
     assert stream.finished
 
 Every ASGI message the app sent is kept, in order, in `messages`.
+
+For httpx code (`asgi_sse.client.EventSource` included), `ASGIStreamTransport` is an
+httpx transport to an app in this process whose response bodies stream as they are
+sent (httpx's own ``ASGITransport`` waits for the whole body, encode/httpx#2186); it
+needs httpx::
+
+    async with httpx.AsyncClient(transport=ASGIStreamTransport(app), base_url="http://t") as c:
+        async with EventSource("/events", events=(Echo,), client=c) as source:
+            echo = await anext(source)
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import unquote
 
 import anyio
@@ -32,9 +41,21 @@ from ._events import BaseEvent
 from ._parser import Comment, EventStreamParser, ParsedEvent
 from ._types import ASGIReceiveEvent, ASGISendEvent
 
-__all__ = ("StreamClosed", "TestStream", "connect")
+__all__ = ("ASGIStreamTransport", "StreamClosed", "TestStream", "connect")
 
 E = TypeVar("E", bound=BaseEvent[Any])
+
+if TYPE_CHECKING:
+    from ._httpx_transport import ASGIStreamTransport
+
+
+def __getattr__(name: str) -> Any:
+    # httpx is imported only by those who use the transport.
+    if name == "ASGIStreamTransport":
+        from ._httpx_transport import ASGIStreamTransport
+
+        return ASGIStreamTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TestStream:

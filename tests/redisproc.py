@@ -115,7 +115,8 @@ class RedisProcess:
     def kill(self) -> None:
         """SIGKILL the server (a crash) and wait until it is gone."""
         process = self.process
-        assert process is not None and process.poll() is None, "redis-server is not running"
+        assert process is not None, "redis-server was never started"
+        assert process.poll() is None, "redis-server is not running"
         process.send_signal(signal.SIGKILL)
         process.wait(STOP_TIMEOUT)
 

@@ -1,0 +1,693 @@
+"""The hub on Redis Streams across real server processes, over real sockets on 127.0.0.1.
+
+The app is ``tests.redis_app:app`` (``hub_app`` with `RedisStreamsBackend`), run by
+uvicorn: several processes on different ports sharing one Redis, and ``uvicorn
+--workers 2``. Events are published over HTTP and streams are read as raw bytes
+(tests/rawclient.py), so what is compared is exactly what went over the wire.
+
+Two kinds of Redis:
+
+* the shared test Redis (tests/redisutil.py), with a key prefix per module or test, for
+  what needs a healthy Redis (fan-out, resume on another process, connections);
+* a ``redis-server`` of the test's own (tests/redisproc.py) for the faults: killed with
+  SIGKILL and restarted on the same port, with persistence (``appendonly yes``,
+  ``appendfsync always``: nothing acknowledged is lost) and without (subscribers get a
+  `Reset`), down while clients connect, and with tight stream trimming
+  (``stream-node-max-entries 10``) for a stalled worker.
+
+Every wait has a deadline on a condition; the processes are stopped by their PIDs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import redisutil
+from tests.rawclient import RawClient, get_json, pump
+from tests.redisproc import RedisProcess, redis_process
+from tests.redisutil import REDIS_URL, delete_prefix, require_redis
+from tests.servers import (
+    ROOT,
+    START_TIMEOUT,
+    Server,
+    ServerError,
+    command,
+    free_port,
+    wait_until,
+)
+from tests.test_hub_servers import (
+    assert_streaming,
+    events,
+    frames_until,
+    new_topic,
+    publish,
+    subscribe,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+APP = "tests.redis_app:app"
+TIMEOUT = 10.0
+PING = 0.2  # keep-alive interval of the fault tests' streams
+
+#: A key prefix of the test's own on the shared Redis (its keys deleted after).
+redis_prefix = redisutil.redis_prefix
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def app_env(
+    url: str, prefix: str, *, history: int | None = None, ping: float | None = None
+) -> dict[str, str]:
+    """The environment that points ``tests.redis_app`` at ``url`` under ``prefix``."""
+    env = {
+        "ASGI_SSE_TEST_REDIS_URL": url,
+        "ASGI_SSE_TEST_PREFIX": prefix,
+        "ASGI_SSE_TEST_RECONNECT_MAX": "0.5",
+    }
+    if history is not None:
+        env["ASGI_SSE_TEST_HISTORY"] = str(history)
+    if ping is not None:
+        env["ASGI_SSE_TEST_PING"] = str(ping)
+    return env
+
+
+def with_name(url: str, name: str) -> str:
+    """``url`` whose connections are named ``name`` (``CLIENT LIST``)."""
+    return f"{url}{'&' if '?' in url else '?'}client_name={name}"
+
+
+def _server(tmp: Path, index: int, env: Mapping[str, str], workers: int | None) -> Server:
+    port = free_port()
+    argv = command("uvicorn", port, APP)
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    full_env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        **env,
+    }
+    return Server("uvicorn", port, argv, tmp / f"server-{index}.log", full_env)
+
+
+@contextlib.contextmanager
+def uvicorns(
+    envs: Sequence[Mapping[str, str]], *, workers: int | None = None
+) -> Iterator[list[Server]]:
+    """One uvicorn process per environment in ``envs`` (started at the same time, to
+    spare the cold starts), each on a free port; all stopped when the block ends.
+    Failures inside the block get every server's output attached."""
+    with tempfile.TemporaryDirectory(prefix="asgi-sse-redis-servers-") as tmp:
+        servers = [_server(Path(tmp), n, env, workers) for n, env in enumerate(envs)]
+        errors: list[BaseException] = []
+
+        def start(server: Server) -> None:
+            try:
+                server.start()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(server,)) for server in servers]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(START_TIMEOUT + 5)
+            if errors:
+                raise errors[0]
+            yield servers
+        except AssertionError as exc:
+            if isinstance(exc, ServerError):
+                raise
+            outputs = "\n".join(server.describe() for server in servers)
+            raise AssertionError(f"{exc}\n{outputs}") from exc
+        finally:
+            for server in servers:
+                with contextlib.suppress(ProcessLookupError, AssertionError):
+                    server.send_signal(signal.SIGCONT)  # in case a test left it stopped
+                server.stop()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[RawClient]]:
+    opened: list[RawClient] = []
+    try:
+        yield opened
+    finally:
+        for client in opened:
+            client.close()
+
+
+@contextlib.contextmanager
+def http_clients(servers: Sequence[Server]) -> Iterator[list[httpx.Client]]:
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(httpx.Client(base_url=server.base_url, timeout=TIMEOUT))
+            for server in servers
+        ]
+
+
+# -- streams ---------------------------------------------------------------------------------
+
+
+def notes(stream: RawClient) -> list[tuple[str, str]]:
+    """(id, text) of every published event the stream got, in order."""
+    return [
+        (event_id, json.loads(data)) for kind, event_id, data in events(stream) if kind == "note"
+    ]
+
+
+def resets(stream: RawClient) -> list[dict[str, Any]]:
+    """The `Reset` events the stream got, as (id, data)."""
+    found = []
+    for kind, event_id, data in events(stream):
+        if kind == "reset":
+            info = json.loads(data)
+            info["id"] = event_id
+            found.append(info)
+    return found
+
+
+def wait_streams(
+    streams: Sequence[RawClient],
+    condition: Callable[[RawClient], bool],
+    what: str,
+    timeout: float = TIMEOUT,
+) -> None:
+    pump(streams, lambda: all(condition(s) or s.done for s in streams), timeout, what)
+    for stream in streams:
+        assert condition(stream), f"{what}: {stream.describe()}"
+
+
+def drain(streams: Sequence[RawClient], seconds: float) -> None:
+    """Read whatever the streams get for ``seconds``."""
+    end = time.monotonic() + seconds
+    pump(streams, lambda: time.monotonic() >= end, seconds + 1, "the end of a pause")
+
+
+def sort_key(event_id: str) -> tuple[int, int]:
+    milliseconds, sequence = event_id.split("-")
+    return int(milliseconds), int(sequence)
+
+
+def try_publish(http: httpx.Client, topic: str, text: str) -> httpx.Response:
+    return http.post("/hub/publish", params={"topic": topic}, content=text.encode())
+
+
+def publish_when_up(http: httpx.Client, topic: str, text: str, timeout: float = TIMEOUT) -> str:
+    """Publish, trying again while the app answers 503 (Redis not back yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = try_publish(http, topic, text)
+        if response.status_code == 200:
+            event_id: str = response.json()["id"]
+            return event_id
+        assert response.status_code == 503, response.text
+        assert time.monotonic() < deadline, f"publish still refused after {timeout}s"
+        time.sleep(0.05)
+
+
+# -- several processes, one Redis ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trio_of_servers() -> Iterator[tuple[list[Server], list[str]]]:
+    """Three uvicorn processes (A, B, C) on the shared Redis, one key prefix, and the
+    client name of each process's Redis connections."""
+    require_redis()
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"asgi-sse-test:{tag}:"
+    names = [f"asgi-sse-proc-{letter}-{tag}" for letter in "abc"]
+    envs = [app_env(with_name(REDIS_URL, name), prefix) for name in names]
+    try:
+        with uvicorns(envs) as servers:
+            yield servers, names
+    finally:
+        delete_prefix(prefix)
+
+
+@pytest.mark.timeout(30)
+def test_an_event_published_through_one_process_reaches_every_process(
+    trio_of_servers: tuple[list[Server], list[str]], clients: list[RawClient]
+) -> None:
+    servers, _ = trio_of_servers
+    topic = new_topic()
+    streams = [subscribe(server, clients, topic) for server in servers]
+    frames_until(streams, 1, "the priming frames")
+    for stream, server in zip(streams, servers, strict=True):
+        assert_streaming(stream)
+        assert stream.header("x-pid") == str(server.pid)
+    with http_clients(servers) as (_, http_b, http_c):
+        published = [
+            (publish(http, topic, f"event {n} ✓"), f"event {n} ✓")
+            for n, http in enumerate([http_b, http_c] * 3)
+        ]
+    wait_streams(streams, lambda s: len(notes(s)) >= len(published), "every event everywhere")
+    for stream in streams:
+        assert notes(stream) == published
+        assert not resets(stream)
+    # One encoding, one id per event in every process: the very same bytes everywhere.
+    assert streams[0].body == streams[1].body == streams[2].body
+
+
+@pytest.mark.timeout(30)
+def test_a_client_resumes_on_another_process_with_no_gap_and_no_duplicate(
+    trio_of_servers: tuple[list[Server], list[str]], clients: list[RawClient]
+) -> None:
+    (a, b, c), _ = trio_of_servers
+    topic = new_topic()
+    first = subscribe(a, clients, topic)
+    follower = subscribe(c, clients, topic)  # C follows the topic all along
+    frames_until([first, follower], 1, "the priming frames")
+    with http_clients([a, b, c]) as (http_a, http_b, http_c):
+        seen = [publish(http_b, topic, f"seen {n}") for n in range(3)]
+        wait_streams([first], lambda s: len(notes(s)) == 3, "the first events on A")
+        first.close()  # the client leaves A; events go on, through C
+        missed = [(publish(http_c, topic, f"missed {n}"), f"missed {n}") for n in range(4)]
+        # B never followed the topic: it reads the missed events from Redis. C did: it
+        # resumes from its own log.
+        on_b = subscribe(b, clients, topic, last_event_id=seen[-1])
+        on_c = subscribe(c, clients, topic, last_event_id=seen[-1])
+        wait_streams([on_b, on_c], lambda s: len(notes(s)) == len(missed), "the replays")
+        live = (publish(http_a, topic, "live"), "live")
+    wait_streams([on_b, on_c], lambda s: len(notes(s)) == len(missed) + 1, "the live event")
+    for stream in (on_b, on_c):
+        assert_streaming(stream)
+        # No priming frame, no reset: the replay, then live.
+        assert stream.frame_count == len(missed) + 1, stream.describe()
+        assert notes(stream) == [*missed, live]
+    assert on_b.body == on_c.body
+
+
+@pytest.mark.timeout(30)
+def test_a_composite_cursor_resumes_on_another_process(
+    trio_of_servers: tuple[list[Server], list[str]], clients: list[RawClient]
+) -> None:
+    (a, b, c), _ = trio_of_servers
+    news, alerts = new_topic(), new_topic()
+    first = subscribe(a, clients, news, alerts)
+    frames_until([first], 1, "the priming frame")
+    with http_clients([b, c]) as (http_b, http_c):
+        publish(http_b, news, "news 1")
+        publish(http_c, alerts, "alert 1")
+        wait_streams([first], lambda s: len(notes(s)) == 2, "one event of each topic")
+        cursor = events(first)[-1][1]
+        assert cursor.count("~") == 2  # a position per topic
+        first.close()
+        missed = [(publish(http_b, news, "news 2"), "news 2")]
+        missed.append((publish(http_c, alerts, "alert 2"), "alert 2"))
+    again = subscribe(c, clients, news, alerts, last_event_id=cursor)
+    wait_streams([again], lambda s: len(notes(s)) == 2, "the missed events of both topics")
+    assert sorted(text for _, text in notes(again)) == ["alert 2", "news 2"]
+    assert not resets(again)
+
+
+@pytest.mark.timeout(30)
+def test_a_topic_closed_through_one_process_ends_everywhere(
+    trio_of_servers: tuple[list[Server], list[str]], clients: list[RawClient]
+) -> None:
+    (a, b, c), _ = trio_of_servers
+    topic = new_topic()
+    stream = subscribe(a, clients, topic)
+    frames_until([stream], 1, "the priming frame")
+    with http_clients([b]) as (http_b,):
+        ids = [publish(http_b, topic, f"n{n}") for n in range(2)]
+        wait_streams([stream], lambda s: len(notes(s)) == 2, "the events")
+        assert http_b.post("/hub/close", params={"topic": topic}).status_code == 204
+        refused = http_b.post("/hub/publish", params={"topic": topic}, content=b"late")
+        assert refused.status_code == 409
+    pump([stream], lambda: stream.done, TIMEOUT, "the stream on A to end")
+    assert stream.complete, stream.describe()
+    for server in (a, c):  # C never followed the topic
+        at_head = subscribe(server, clients, topic, last_event_id=ids[-1])
+        behind = subscribe(server, clients, topic, last_event_id=ids[0])
+        wait_streams([at_head, behind], lambda s: s.done, "the ends")
+        assert at_head.status == 204, at_head.describe()
+        assert behind.status == 200, behind.describe()
+        assert behind.complete
+        assert [event_id for event_id, _ in notes(behind)] == ids[1:]
+
+
+def blocked_connections(names: Sequence[str]) -> dict[str, int]:
+    """Per client name: how many of its connections are blocked in a command (flag b)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        listed = client.client_list()
+    finally:
+        client.close()
+    counts = dict.fromkeys(names, 0)
+    for entry in listed:
+        if entry["name"] in counts and "b" in entry["flags"]:
+            counts[entry["name"]] += 1
+    return counts
+
+
+def named_connections(names: Sequence[str]) -> dict[str, int]:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        listed = client.client_list()
+    finally:
+        client.close()
+    counts = dict.fromkeys(names, 0)
+    for entry in listed:
+        if entry["name"] in counts:
+            counts[entry["name"]] += 1
+    return counts
+
+
+@pytest.mark.timeout(30)
+def test_blocking_reader_connections_do_not_grow_with_subscribers(
+    trio_of_servers: tuple[list[Server], list[str]], clients: list[RawClient]
+) -> None:
+    servers, names = trio_of_servers
+    # redis-py names the connections as the URL says.
+    connections = named_connections(names)
+    assert all(connections.values()), connections
+    topics = [new_topic() for _ in range(4)]
+    # A: one subscriber; B: 20 on 4 topics; C: 40 on 4 topics.
+    streams = [subscribe(servers[0], clients, topics[0])]
+    streams += [subscribe(servers[1], clients, topics[n % 4]) for n in range(20)]
+    streams += [subscribe(servers[2], clients, topics[n % 4]) for n in range(40)]
+    frames_until(streams, 1, "every priming frame")
+    expected = dict.fromkeys(names, 1)  # one blocking XREAD per process
+    wait_until(
+        lambda: blocked_connections(names) == expected,
+        TIMEOUT,
+        f"one blocking reader per process (now {blocked_connections(names)})",
+    )
+    # 20 more subscribers on A, on more topics: still one.
+    more = [subscribe(servers[0], clients, topics[n % 4]) for n in range(20)]
+    frames_until(more, 1, "the new priming frames")
+    samples = []
+    for _ in range(5):
+        wait_until(lambda: all(blocked_connections(names).values()), TIMEOUT, "the readers")
+        samples.append(blocked_connections(names))
+        time.sleep(0.05)
+    assert all(sample == expected for sample in samples), samples
+    print(f"\nconnections per process with 1/40/40 subscribers: {named_connections(names)}")
+
+
+# -- uvicorn --workers 2 -----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(45)
+def test_workers_share_topics(redis_prefix: str, clients: list[RawClient]) -> None:
+    topic = new_topic()
+    with uvicorns([app_env(REDIS_URL, redis_prefix)], workers=2) as (server,):
+        # Connect until both workers serve some of the streams.
+        streams: list[RawClient] = []
+        by_worker: dict[str, int] = {}
+        deadline = time.monotonic() + 20
+        while len(by_worker) < 2 or min(by_worker.values()) < 2 or len(streams) < 6:
+            assert time.monotonic() < deadline, f"streams per worker: {by_worker}"
+            stream = subscribe(server, clients, topic)
+            wait_streams([stream], lambda s: s.frame_count >= 1, "the priming frame")
+            pid = stream.header("x-pid")
+            assert pid is not None
+            by_worker[pid] = by_worker.get(pid, 0) + 1
+            streams.append(stream)
+        # Publish over new connections until both workers published some.
+        published: list[tuple[str, str]] = []
+        publishers: dict[str, int] = {}
+        while len(published) < 10 or len(publishers) < 2:
+            assert time.monotonic() < deadline, f"publishes per worker: {publishers}"
+            text = f"n{len(published)}"
+            response = httpx.post(
+                server.url("/hub/publish"),
+                params={"topic": topic},
+                content=text.encode(),
+                headers={"Connection": "close"},
+                timeout=TIMEOUT,
+            )
+            assert response.status_code == 200, response.text
+            answer = response.json()
+            published.append((answer["id"], text))
+            publishers[answer["pid"]] = publishers.get(answer["pid"], 0) + 1
+        assert set(publishers) == set(by_worker)
+        wait_streams(streams, lambda s: len(notes(s)) >= len(published), "every event")
+        print(f"\nstreams per worker {by_worker}, publishes per worker {publishers}")
+        for stream in streams:
+            assert notes(stream) == published
+            assert not resets(stream)
+
+
+# -- Redis killed and restarted -----------------------------------------------------------------
+
+
+def publish_attempts(
+    https: Sequence[httpx.Client],
+    topic: str,
+    streams: Sequence[RawClient],
+    acked: list[tuple[str, str]],
+    refused: list[str],
+    *,
+    until: Callable[[], bool],
+    timeout: float = TIMEOUT,
+) -> None:
+    """Publish through the servers in turn (reading the streams in between) until
+    ``until()``; an acknowledged publish goes to ``acked`` as (id, text), a refused one
+    (503) to ``refused``; any other answer fails."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, "publishing took too long"
+        n = len(acked) + len(refused)
+        text = f"n{n}"
+        response = try_publish(https[n % len(https)], topic, text)
+        if response.status_code == 200:
+            acked.append((response.json()["id"], text))
+        else:
+            assert response.status_code == 503, (response.status_code, response.text)
+            assert "Redis" in response.text, response.text
+            refused.append(text)
+        drain(streams, 0.02)
+
+
+@pytest.mark.timeout(45)
+def test_a_persisting_redis_restart_loses_no_acknowledged_event(clients: list[RawClient]) -> None:
+    topic = new_topic()
+    with redis_process(appendonly=True) as redis_server:
+        env = app_env(redis_server.url(), "asgi-sse-test:", ping=PING)
+        with uvicorns([env, env]) as servers, http_clients(servers) as https:
+            streams = [subscribe(server, clients, topic) for server in servers]
+            frames_until(streams, 1, "the priming frames")
+            acked: list[tuple[str, str]] = []
+            refused: list[str] = []
+
+            def attempt(until: Callable[[], bool]) -> None:
+                publish_attempts(https, topic, streams, acked, refused, until=until)
+
+            attempt(lambda: len(acked) >= 10)
+            redis_server.kill()
+            killed_at = time.monotonic()
+            acked_before = len(acked)
+            attempt(lambda: time.monotonic() - killed_at > 0.8)
+            assert len(acked) == acked_before, "a publish was acknowledged with Redis down"
+            assert refused
+            redis_server.start()
+            up_at = time.monotonic()
+            attempt(lambda: len(acked) >= acked_before + 10)
+            wait_streams(
+                streams,
+                lambda s: {i for i, _ in acked} <= {i for i, _ in notes(s)},
+                "every acknowledged event on every stream",
+            )
+            drain(streams, 0.3)  # anything more (a duplicate) would show now
+            stats = [get_json(server.port, "/hub/stats") for server in servers]
+        for stream in streams:
+            got = notes(stream)
+            ids = [event_id for event_id, _ in got]
+            assert ids == sorted(set(ids), key=sort_key), "a duplicate or out of order"
+            # Exactly the acknowledged events, in order; anything else must be a publish
+            # that failed after Redis wrote it (its reply lost with the connection).
+            assert [item for item in got if item in acked] == acked
+            extra = [text for event_id, text in got if (event_id, text) not in acked]
+            assert set(extra) <= set(refused), extra
+            assert not resets(stream)
+            # Still the first connection, kept alive while Redis was down.
+            assert not stream.done, stream.describe()
+            pings = [at for at, _ in stream.comments if killed_at < at < up_at]
+            assert pings, "no keep-alive while Redis was down"
+        assert all(stat["reconnects"] >= 1 and stat["gaps"] == 0 for stat in stats), stats
+        print(
+            f"\nacknowledged {len(acked)}, refused {len(refused)} (down {up_at - killed_at:.2f}s)"
+            f", delivered unacknowledged: {len(notes(streams[0])) - len(acked)}"
+        )
+
+
+@pytest.mark.timeout(45)
+def test_a_redis_restart_without_its_data_is_a_reset_not_silence(
+    clients: list[RawClient],
+) -> None:
+    topic = new_topic()
+    with redis_process(appendonly=False) as redis_server:
+        env = app_env(redis_server.url(), "asgi-sse-test:", ping=PING)
+        with uvicorns([env, env]) as servers, http_clients(servers) as (http_a, http_b):
+            streams = [subscribe(server, clients, topic) for server in servers]
+            frames_until(streams, 1, "the priming frames")
+            before = [(publish(http_a, topic, f"before {n}"), f"before {n}") for n in range(5)]
+            wait_streams(streams, lambda s: len(notes(s)) == 5, "the events before")
+            redis_server.kill()
+            redis_server.start()  # empty: no dump, no append-only file
+            wait_streams(streams, lambda s: bool(resets(s)), "a reset on every stream")
+            after = (publish_when_up(http_b, topic, "after"), "after")
+            wait_streams(streams, lambda s: len(notes(s)) == 6, "the event after")
+            # A client that comes back with an id from before the restart: a reset too.
+            late = subscribe(servers[0], clients, topic, last_event_id=before[-1][0])
+            wait_streams([late], lambda s: bool(resets(s)), "the late client's reset")
+        for stream in streams:
+            assert notes(stream) == [*before, after]
+            (reset,) = resets(stream)
+            assert reset["reason"] == "gone"
+            assert reset["topics"] == [topic]
+            assert reset["resume_from"] == reset["id"]
+            kinds = [kind for kind, _, _ in events(stream)]
+            assert kinds == ["note"] * 5 + ["reset", "note"]
+            assert not stream.done, stream.describe()
+        (reset,) = resets(late)
+        assert reset["reason"] in ("gone", "unknown")
+        assert not notes(late)
+
+
+@pytest.mark.timeout(45)
+def test_a_client_connecting_while_redis_is_down_gets_its_stream_and_later_its_replay(
+    clients: list[RawClient],
+) -> None:
+    topic = new_topic()
+    with redis_process(appendonly=True) as redis_server:
+        env = app_env(redis_server.url(), "asgi-sse-test:", ping=PING)
+        with uvicorns([env]) as (server,), http_clients([server]) as (http,):
+            ids = [publish(http, topic, f"n{n}") for n in range(3)]
+            redis_server.kill()
+            refused = try_publish(http, topic, "while down")
+            assert refused.status_code == 503, refused.text
+            assert redis_server.url() in refused.text  # says which Redis
+            resuming = subscribe(server, clients, topic, last_event_id=ids[0])
+            fresh = subscribe(server, clients, topic)
+            streams = [resuming, fresh]
+            wait_streams(streams, lambda s: len(s.comments) >= 2, "keep-alives while down")
+            for stream in streams:
+                assert_streaming(stream)
+                assert stream.frame_count == 0, stream.describe()
+            refused = try_publish(http, topic, "still down")
+            assert refused.status_code == 503, refused.text  # an error, never a silent drop
+            redis_server.start()
+            wait_streams([resuming], lambda s: len(notes(s)) == 2, "the replay")
+            wait_streams([fresh], lambda s: s.frame_count >= 1, "the priming frame")
+            live = publish_when_up(http, topic, "live")
+            wait_streams(streams, lambda s: any(i == live for i, _ in notes(s)), "live")
+        assert notes(resuming) == [(ids[1], "n1"), (ids[2], "n2"), (live, "live")]
+        assert resuming.frame_count == 3
+        # The fresh client starts at the head: primed with the newest id, then live.
+        assert fresh.frames[0].lines == [b"id: " + ids[-1].encode()]
+        assert notes(fresh) == [(live, "live")]
+        for stream in streams:
+            assert not resets(stream)
+            assert not stream.done
+
+
+# -- a stalled worker -----------------------------------------------------------------------------
+
+STALLED_HISTORY = 16
+
+
+@pytest.mark.timeout(45)
+def test_a_stalled_worker_that_falls_behind_the_stream_resets_its_subscribers(
+    clients: list[RawClient],
+) -> None:
+    topic = new_topic()
+    published_while_stalled = 120
+    # Trimming by whole nodes of 10 entries: the stream keeps 16 to 26 of them.
+    tight = ["--stream-node-max-entries", "10"]
+    with redis_process(appendonly=False, extra=tight) as redis_server:
+        env = app_env(redis_server.url(), "asgi-sse-test:", history=STALLED_HISTORY)
+        with uvicorns([env, env]) as (a, b), http_clients([b]) as (http_b,):
+            on_a = subscribe(a, clients, topic)
+            on_b = subscribe(b, clients, topic)
+            frames_until([on_a, on_b], 1, "the priming frames")
+            first = (publish(http_b, topic, "before"), "before")
+            wait_streams([on_a, on_b], lambda s: len(notes(s)) == 1, "the first event")
+            a.send_signal(signal.SIGSTOP)
+            try:
+                published = [
+                    (publish(http_b, topic, f"n{n}"), f"n{n}")
+                    for n in range(published_while_stalled)
+                ]
+                wait_streams([on_b], lambda s: len(notes(s)) == 1 + len(published), "B")
+                kept = stream_length(redis_server, topic)
+                assert kept < STALLED_HISTORY + 2 * 10, kept  # trimmed: A cannot catch up
+            finally:
+                a.send_signal(signal.SIGCONT)
+            wait_streams([on_a], lambda s: bool(resets(s)), "A's reset")
+            live = (publish(http_b, topic, "live"), "live")
+            wait_streams([on_a, on_b], lambda s: notes(s)[-1] == live, "the live event")
+            stats_a = get_json(a.port, "/hub/stats")
+            stats_b = get_json(b.port, "/hub/stats")
+        assert notes(on_b) == [first, *published, live]
+        assert not resets(on_b)
+        (reset,) = resets(on_a)
+        assert reset["reason"] == "gone"
+        assert reset["topics"] == [topic]
+        # Before the reset, a prefix of what was published (what A read before it
+        # stalled); after it, live only.
+        kinds = [kind for kind, _, _ in events(on_a)]
+        before_reset = notes(on_a)[: kinds.index("reset")]
+        assert before_reset == [first, *published][: len(before_reset)]
+        assert kinds[kinds.index("reset") + 1 :] == ["note"]
+        assert notes(on_a)[-1] == live
+        assert stats_a["gaps"] >= 1
+        assert stats_b["gaps"] == 0
+        assert not on_a.done
+        assert not on_b.done
+
+
+def stream_length(redis_server: RedisProcess, topic: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url())
+    try:
+        return int(client.xlen(f"asgi-sse-test:t:{topic}"))
+    finally:
+        client.close()
+
+
+# -- Redis unreachable at start -----------------------------------------------------------------
+
+
+@pytest.mark.timeout(45)
+@pytest.mark.parametrize("lifespan", ["auto", "on"])
+def test_redis_unreachable_at_start_fails_the_startup_naming_the_url(lifespan: str) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with tempfile.TemporaryDirectory(prefix="asgi-sse-redis-servers-") as tmp:
+        server = _server(Path(tmp), 0, app_env(url, "asgi-sse-test:"), None)
+        if lifespan != "auto":  # "auto" is uvicorn's default: what a user types
+            server.argv += ["--lifespan", lifespan]
+        try:
+            with contextlib.suppress(ServerError):  # exited at startup: what we want
+                server.start()
+            # Had it started, it would be serving now: give it a moment to exit anyway.
+            code = server.wait_exit(5)
+        finally:
+            server.stop()
+        output = server.output()
+    assert code != 0, output
+    assert f"cannot reach Redis at {url}" in output, output
+    assert "Application startup failed" in output, output
