@@ -1,12 +1,22 @@
-"""Hub, in-process on asyncio and trio: publish once, fan out, resume exactly, Reset when
-it cannot, bounded logs, several topics under one cursor, ending with 204."""
+"""Hub, in-process: publish once, fan out, resume exactly, Reset when it cannot, bounded
+logs, several topics under one cursor, ending with 204.
+
+The contract tests (`contract`) run on both backends: memory on asyncio and trio, and
+Redis Streams (a hub of its own per test, under a key prefix of its own) on asyncio,
+where redis's client runs. On Redis an event reaches this process's log once the
+reader reads it back, so those tests wait for it (`reached`, `closed`) before looking
+at what a subscription has ready. The rest is about the memory backend or the hub
+alone, on asyncio and trio.
+"""
 
 from __future__ import annotations
 
 import gc
 import json
 import tracemalloc
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from typing import Any, Protocol
 
 import anyio
 import pytest
@@ -19,6 +29,7 @@ from asgi_sse import (
     HubFull,
     HubObserver,
     InvalidEventError,
+    MemoryBackend,
     ParsedEvent,
     Reset,
     ServerSentEvent,
@@ -29,8 +40,81 @@ from asgi_sse import (
 )
 from asgi_sse._cursor import parse_cursor, parse_position, source_key
 from asgi_sse.testing import connect
+from tests.redisutil import REDIS_URL, redis_prefix
+
+__all__ = ("redis_prefix",)  # a fixture, imported to be found here
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+#: A test of the hub's contract, on every backend: memory on asyncio and on trio, Redis
+#: on asyncio only (test_a_redis_hub_refuses_to_start_on_trio checks the error there).
+contract = pytest.mark.parametrize(
+    ("anyio_backend", "hub_kind"),
+    [("asyncio", "memory"), ("trio", "memory"), ("asyncio", "redis")],
+    ids=["asyncio-memory", "trio-memory", "asyncio-redis"],
+)
+
+
+class MakeHub(Protocol):
+    async def __call__(self, **options: Any) -> Hub:
+        """An entered hub (``Hub(**options)``) on the test's backend, stopped after the
+        test."""
+        ...
+
+
+@pytest.fixture
+def hub_kind() -> str:
+    """The backend of `make_hub`'s hubs (`contract` parametrises it)."""
+    return "memory"
+
+
+@pytest.fixture
+def hub_prefix(hub_kind: str, request: pytest.FixtureRequest) -> str | None:
+    """The test's Redis key prefix (`redis_prefix`: skipped where no Redis answers), or
+    None for the memory backend."""
+    if hub_kind == "redis":
+        return str(request.getfixturevalue("redis_prefix"))
+    return None
+
+
+@pytest.fixture
+async def make_hub(hub_prefix: str | None) -> AsyncIterator[MakeHub]:
+    async with AsyncExitStack() as stack:
+
+        async def make(**options: Any) -> Hub:
+            if hub_prefix is not None:
+                from asgi_sse.redis import RedisStreamsBackend
+
+                options["backend"] = RedisStreamsBackend(REDIS_URL, prefix=hub_prefix)
+            return await stack.enter_async_context(Hub(**options))
+
+        yield make
+
+
+def order(event_id: str) -> tuple[int, int]:
+    """Where an id falls in its topic: Redis ids are ``<ms>-<seq>``, memory ids
+    ``<epoch>-<seq>`` (one epoch per log, so the sequence decides)."""
+    left, _, right = event_id.rpartition("-")
+    return (int(left) if left.isdigit() else 0, int(right))
+
+
+async def reached(hub: Hub, topic: str, event_id: str) -> None:
+    """Wait until this process's log of ``topic`` holds ``event_id``: at once in memory,
+    once the reader has read it back on Redis (the topic must be followed here)."""
+    log = hub._topics[topic]
+    assert log.attached, f"nobody here follows {topic!r}: nothing will reach its log"
+    with anyio.fail_after(5):
+        while order(log.head_id()) < order(event_id):
+            await log.wait().wait()
+
+
+async def closed(hub: Hub, topic: str) -> None:
+    """Wait until this process's log of ``topic`` knows it was closed."""
+    log = hub._topics[topic]
+    assert log.attached, f"nobody here follows {topic!r}: nothing will reach its log"
+    with anyio.fail_after(5):
+        while not log.closed:
+            await log.wait().wait()
 
 
 class Price(BaseModel):
@@ -78,6 +162,22 @@ def reset_info(frame: bytes) -> dict[str, Any]:
     info: dict[str, Any] = json.loads(event.data)
     assert info["resume_from"] == event.id
     return info
+
+
+def primed_at(frame: bytes) -> str:
+    """The id of a priming frame (``id: ...`` and nothing else)."""
+    assert frame.startswith(b"id: ") and frame.endswith(b"\n\n"), frame
+    return frame.decode().removeprefix("id: ").strip()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_redis_hub_refuses_to_start_on_trio(redis_prefix: str) -> None:
+    from asgi_sse.redis import RedisStreamsBackend
+
+    hub = Hub(backend=RedisStreamsBackend(REDIS_URL, prefix=redis_prefix))
+    with pytest.raises(RuntimeError, match="asyncio only"):
+        async with hub:
+            pass  # pragma: no cover
 
 
 # -- publishing -------------------------------------------------------------------------
