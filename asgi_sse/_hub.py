@@ -447,10 +447,27 @@ class Hub:
             if scope["type"] != "lifespan":
                 await app(scope, receive, send)
                 return
-            seen: list[str] = []  # the lifespan messages received and answered
+            # The hub starts on the server's startup message, so that a hub that cannot
+            # start (its Redis unreachable) fails the startup, and the server exits
+            # saying why - never an app that serves without its hub.
+            startup = await receive()
+            try:
+                await hub.__aenter__()
+            except Exception as exc:
+                await send(
+                    {"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"}
+                )
+                return
+            seen: list[str] = []  # the lifespan messages the app received and answered
+            replayed = False
 
             async def receiving() -> Any:
-                message = await receive()
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    message = startup
+                else:
+                    message = await receive()
                 seen.append(message["type"])
                 return message
 
@@ -458,15 +475,17 @@ class Hub:
                 seen.append(message["type"])
                 await send(message)
 
-            async with hub:
-                try:
-                    await app(scope, receiving, sending)
-                except Exception:
-                    if "lifespan.startup.complete" in seen or "lifespan.startup.failed" in seen:
-                        raise
-                    # The app does not do lifespan (ASGI: it raises): the hub must still
-                    # run, so this wrapper answers the protocol for it.
-                    await answer_lifespan(receive, send, started="lifespan.startup" in seen)
+            try:
+                await app(scope, receiving, sending)
+            except Exception:
+                if "lifespan.startup.complete" in seen or "lifespan.startup.failed" in seen:
+                    raise
+                # The app does not do lifespan (ASGI: it raises): the hub must still
+                # run, so this wrapper answers the protocol for it (startup included,
+                # which it received).
+                await answer_lifespan(receive, send, started=True)
+            finally:
+                await hub.stop()
 
         return with_hub
 

@@ -141,7 +141,7 @@ class _Reader:
                 streams: dict[Any, Any] = dict(self.read)
                 streams[self.wake_key] = self.wake_id
                 reply = await backend._client.xread(
-                    streams, count=backend.read_count, block=backend._block_ms
+                    streams, count=backend._read_count, block=backend._block_ms
                 )
             except Exception as exc:
                 if isinstance(exc, _DOWN):
@@ -169,7 +169,12 @@ class _Reader:
             if log is None:  # forgotten meanwhile
                 continue
             last = self.read[key]
-            for entry_id, fields in entries:
+            size = 0
+            for count, (entry_id, fields) in enumerate(entries):
+                if count == log.limit or size > log.limit_bytes:
+                    # More than the log holds in one batch would push out subscribers
+                    # that keep up: the rest comes with the next read, after their turn.
+                    break
                 previous = fields.get(b"p", b"")
                 if previous != last:
                     self.backend._lost(log, previous)
@@ -179,7 +184,9 @@ class _Reader:
                     log.closed = True
                     log.wake()
                     continue
-                log.append(entry_id.decode(), head, fields.get(b"t", b""))
+                tail = fields.get(b"t", b"")
+                size += len(head) + len(tail)
+                log.append(entry_id.decode(), head, tail)
             self.read[key] = last
 
     async def recheck(self) -> None:
@@ -263,7 +270,7 @@ class RedisStreamsBackend:
             raise ValueError("reconnect_min and reconnect_max: 0 < min <= max")
         if isinstance(redis, str):
             self._url: str | None = redis
-            client = aioredis.Redis.from_url(redis, retry=Retry(NoBackoff(), 0))
+            client = _from_url(redis, block)
         else:
             self._url = None
             client = redis
@@ -293,6 +300,7 @@ class RedisStreamsBackend:
         self._instance = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._hub: Hub | None = None
         self._maxlen = b"1000"
+        self._read_count = read_count
         self._expire = b"0"
         self._script: Any = None
         self._readers: list[_Reader] = []
@@ -317,6 +325,7 @@ class RedisStreamsBackend:
             ) from None
         self._hub = hub
         self._maxlen = str(self.maxlen or hub.history).encode()
+        self._read_count = min(self.read_count, hub.history)
         self._expire = (
             b"0" if self.expire_after is None else str(int(self.expire_after * 1000)).encode()
         )
@@ -353,7 +362,7 @@ class RedisStreamsBackend:
                 pass
         if self._url is not None:
             await self._client.aclose()
-            self._client = aioredis.Redis.from_url(self._url, retry=Retry(NoBackoff(), 0))
+            self._client = _from_url(self._url, self.block)
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -577,6 +586,18 @@ class RedisStreamsBackend:
             return self._url
         kwargs = self._client.connection_pool.connection_kwargs
         return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+
+def _from_url(url: str, block: float) -> aioredis.Redis:
+    """The backend's own client: no retries (an interrupted publish is not appended
+    twice) and socket timeouts on every redis-py version (a hung Redis is an error in
+    seconds, not a wait forever); the URL's own options win."""
+    return aioredis.Redis.from_url(
+        url,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=max(5.0, 3 * block),
+        socket_connect_timeout=5.0,
+    )
 
 
 class _Translate:

@@ -11,7 +11,9 @@
 - ``ASGI_SSE_TEST_BLOCK``: seconds one XREAD blocks (default 2);
 - ``ASGI_SSE_TEST_RECONNECT_MAX``: the readers' longest backoff (default 0.5 s, so
   that a test sees Redis come back quickly);
-- ``ASGI_SSE_TEST_PING``: the streams' keep-alive interval (default 15 s).
+- ``ASGI_SSE_TEST_PING``: the streams' keep-alive interval (default 15 s);
+- ``ASGI_SSE_TEST_READ_COUNT``: entries per topic per XREAD (default 1000, the
+  backend's).
 
 Routes, as in ``hub_app``: ``GET /hub?topic=T[&topic=U][&client=C]`` streams (the
 response carries ``x-pid``: which worker serves it), ``POST /hub/publish?topic=T``
@@ -49,6 +51,7 @@ __all__ = (
     "HISTORY_ENV",
     "PING_ENV",
     "PREFIX_ENV",
+    "READ_COUNT_ENV",
     "RECONNECT_MAX_ENV",
     "URL_ENV",
     "app",
@@ -62,6 +65,7 @@ HISTORY_ENV = "ASGI_SSE_TEST_HISTORY"
 BLOCK_ENV = "ASGI_SSE_TEST_BLOCK"
 RECONNECT_MAX_ENV = "ASGI_SSE_TEST_RECONNECT_MAX"
 PING_ENV = "ASGI_SSE_TEST_PING"
+READ_COUNT_ENV = "ASGI_SSE_TEST_READ_COUNT"
 
 HISTORY = 16
 
@@ -72,6 +76,7 @@ backend = RedisStreamsBackend(
     prefix=_env.get(PREFIX_ENV, "asgi-sse-test:app:"),
     block=float(_env.get(BLOCK_ENV, "2")),
     reconnect_max=float(_env.get(RECONNECT_MAX_ENV, "0.5")),
+    read_count=int(_env.get(READ_COUNT_ENV, "1000")),
 )
 hub = Hub(history=int(_env.get(HISTORY_ENV, str(HISTORY))), backend=backend)
 _PID = str(os.getpid())

@@ -6,7 +6,8 @@ deadline), and stops it on the way out. The test can `RedisProcess.kill` it (SIG
 crash, no chance to write anything more) and `RedisProcess.start` it again on the same
 port with the same directory, so a persisting server (``appendonly yes``, ``appendfsync
 always``) comes back with every write it acknowledged, and one without persistence
-comes back empty.
+comes back empty. `RedisProcess.freeze` (SIGSTOP) makes it hang instead: connections stay
+open and nothing answers, as behind a network partition.
 
 Only the process this module started is ever signalled, by the PID `Popen` gave it.
 """
@@ -14,6 +15,7 @@ Only the process this module started is ever signalled, by the PID `Popen` gave 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -120,12 +122,26 @@ class RedisProcess:
         process.send_signal(signal.SIGKILL)
         process.wait(STOP_TIMEOUT)
 
+    def freeze(self) -> None:
+        """SIGSTOP the server: it hangs (connections open, no answers), as behind a
+        network partition."""
+        assert self.running, "redis-server is not running"
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: a frozen server answers again."""
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop the server if it runs (SIGTERM, then SIGKILL). Idempotent."""
         process = self.process
         if process is None or process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
             process.send_signal(signal.SIGTERM)
         try:
             process.wait(STOP_TIMEOUT)
@@ -139,7 +155,10 @@ class RedisProcess:
 def redis_process(*, appendonly: bool, extra: Sequence[str] = ()) -> Iterator[RedisProcess]:
     """A started redis-server of this test's own; stopped (and its files deleted) after."""
     if not Path(REDIS_SERVER).exists():
-        pytest.skip("redis-server is not installed")
+        reason = "redis-server is not installed"
+        if os.environ.get("ASGI_SSE_REQUIRE_REDIS") == "1":
+            pytest.fail(f"{reason} (ASGI_SSE_REQUIRE_REDIS=1: Redis tests must run)")
+        pytest.skip(reason)
     with tempfile.TemporaryDirectory(prefix="asgi-sse-redis-") as tmp:
         server = RedisProcess(free_port(), Path(tmp), appendonly=appendonly, extra=extra)
         try:
