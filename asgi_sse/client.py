@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -303,7 +304,11 @@ class EventSource(Generic[T]):
     async def __anext__(self) -> T:
         while True:
             if self._ready:
-                event: T = self._decode(self._ready.popleft())
+                parsed = self._ready.popleft()
+                # The id of the event taken, not of the last one parsed: the consumer
+                # may save it and resume from it without a loss.
+                self.last_event_id = parsed.id if self._ready else self._parser.last_event_id
+                event: T = self._decode(parsed)
                 return event
             if self._ended:
                 raise StopAsyncIteration
@@ -363,22 +368,36 @@ class EventSource(Generic[T]):
         )
         self._sent_once = True
         self.connections += 1
-        try:
-            response = await client.send(request, stream=True, follow_redirects=True)
-        except httpx.TransportError as exc:
-            self._failed(exc)
+        # No response headers in time is a silence too (the connect has its own timeout).
+        wait = math.inf if self.read_timeout is None else self.connect_timeout + self.read_timeout
+        response: httpx.Response | None = None
+        with anyio.move_on_after(wait):
+            try:
+                response = await client.send(request, stream=True, follow_redirects=True)
+            except httpx.TransportError as exc:
+                self._failed(exc)
+                return
+        if response is None:
+            self._failed(TimeoutError(f"no response within {wait} s"))
             return
         self.response = response
         if response.status_code == 200 and _is_event_stream(response):
             self._parser = EventStreamParser(self.last_event_id)
-            self._chunks = response.aiter_raw()
+            # Decoded: httpx asks for gzip, so a server or a proxy may compress.
+            self._chunks = response.aiter_bytes()
             return
         try:
             if response.status_code == 204:
                 self._ended = True
                 return
             if response.status_code in self.reconnect_on:
-                self._failed(None, retry_after=_retry_after(response))
+                # The error raised if this was the last retry (not a clean end: a 204).
+                error = EventSourceError(
+                    f"the server answered {response.status_code} {response.reason_phrase} "
+                    f"({response.url})",
+                    response,
+                )
+                self._failed(error, retry_after=_retry_after(response))
                 return
             body = b""
             with anyio.move_on_after(self.connect_timeout):
@@ -409,12 +428,13 @@ class EventSource(Generic[T]):
             items = self._parser.feed(chunk)
             if self._parser.retry is not None:
                 self.retry = self._parser.retry / 1000
-            self.last_event_id = self._parser.last_event_id
             for item in items:
                 if not isinstance(item, Comment):
                     self._ready.append(item)
             if self._ready:
                 self.failures = 0  # an event arrived: the connection is healthy
+            else:  # (else it follows the events as they are taken)
+                self.last_event_id = self._parser.last_event_id
             return
         # The body ended, the connection failed, or it stayed silent too long: all
         # reconnect (a browser does the same), after the delay.
@@ -424,10 +444,12 @@ class EventSource(Generic[T]):
         self._failed(error)
 
     async def _disconnect(self) -> None:
-        self._chunks = None
+        chunks, self._chunks = self._chunks, None
         response = self.response
-        if response is not None and not response.is_closed:
-            with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True):
+            if chunks is not None:
+                await chunks.aclose()  # not left to the garbage collector (trio warns)
+            if response is not None and not response.is_closed:
                 await response.aclose()
 
     def _failed(self, error: BaseException | None, *, retry_after: float | None = None) -> None:
@@ -448,7 +470,9 @@ class EventSource(Generic[T]):
     def _delay(self) -> float:
         """The wait before the next connection: the reconnection delay doubled per
         consecutive failure, capped, minus up to a fifth of jitter."""
-        base: float = min(max(self.max_delay, self.retry), self.retry * 2.0**self.failures)
+        # (2.0 ** failures overflows after ~1000 failures: the cap is long reached.)
+        growth = 2.0 ** min(self.failures, 64)
+        base: float = min(max(self.max_delay, self.retry), self.retry * growth)
         return base * (1 - 0.2 * self._jitter())
 
 

@@ -166,7 +166,8 @@ def reset_info(frame: bytes) -> dict[str, Any]:
 
 def primed_at(frame: bytes) -> str:
     """The id of a priming frame (``id: ...`` and nothing else)."""
-    assert frame.startswith(b"id: ") and frame.endswith(b"\n\n"), frame
+    assert frame.startswith(b"id: "), frame
+    assert frame.endswith(b"\n\n"), frame
     return frame.decode().removeprefix("id: ").strip()
 
 
@@ -196,13 +197,32 @@ async def test_ids_increase_per_topic_under_one_epoch() -> None:
     assert hub.head("nowhere") is None
 
 
-async def test_the_wire_id_is_the_published_id_and_every_subscriber_sends_the_same_bytes() -> None:
-    hub = Hub()
+@contract
+async def test_ids_increase_per_topic_and_the_head_is_the_newest(make_hub: MakeHub) -> None:
+    hub = await make_hub()
+    sub = hub.subscribe("news")  # on Redis, a topic's head is known where it is followed
+    await sub.prepare_stream()
+    first = await hub.publish("news", tick(1))
+    second = await hub.publish("news", tick(2))
+    other = await hub.publish("other", "x")
+    assert order(first) < order(second)
+    assert parse_position(other) is not None  # an id of its own topic (on Redis, per stream)
+    await reached(hub, "news", second)
+    assert hub.head("news") == second
+    assert hub.head("nowhere") is None
+
+
+@contract
+async def test_the_wire_id_is_the_published_id_and_every_subscriber_sends_the_same_bytes(
+    make_hub: MakeHub,
+) -> None:
+    hub = await make_hub()
     subs = [hub.subscribe("news") for _ in range(3)]
     for sub in subs:
         assert await sub.prepare_stream()
         ready(sub)  # the priming frame
     event_id = await hub.publish("news", tick(7))
+    await reached(hub, "news", event_id)
     frames = [ready(sub)[0] for sub in subs]
     assert frames[0] is frames[1] is frames[2]  # encoded once, the very same object
     (event,) = frames_of(frames[:1])
@@ -213,8 +233,9 @@ async def test_the_wire_id_is_the_published_id_and_every_subscriber_sends_the_sa
     )
 
 
+@contract
 async def test_an_event_is_encoded_once_whatever_the_number_of_subscribers(
-    monkeypatch: pytest.MonkeyPatch,
+    make_hub: MakeHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import asgi_sse._hub as hub_module
 
@@ -227,19 +248,20 @@ async def test_an_event_is_encoded_once_whatever_the_number_of_subscribers(
         return original(item)
 
     monkeypatch.setattr(hub_module, "_frame_parts", counting)
-    hub = Hub()
+    hub = await make_hub()
     subs = [hub.subscribe("news") for _ in range(5000)]
     for sub in subs:
         await sub.prepare_stream()
         ready(sub)
-    for n in range(3):
-        await hub.publish("news", tick(n))
+    ids = [await hub.publish("news", tick(n)) for n in range(3)]
+    await reached(hub, "news", ids[-1])
     delivered = [ready(sub) for sub in subs]
     assert calls == 3
     assert all(len(frames) == 3 for frames in delivered)
     assert hub.stats().delivered_events == 5000 * (3 + 1)  # with the priming frames
 
 
+@contract
 @pytest.mark.parametrize(
     ("event", "error", "match"),
     [
@@ -251,25 +273,27 @@ async def test_an_event_is_encoded_once_whatever_the_number_of_subscribers(
     ],
 )
 async def test_what_cannot_be_published_fails_at_publish(
-    event: Any, error: type[Exception], match: str
+    make_hub: MakeHub, event: Any, error: type[Exception], match: str
 ) -> None:
-    hub = Hub()
+    hub = await make_hub()
     with pytest.raises(error, match=match):
         await hub.publish("news", event)
     assert hub.stats().published == 0
 
 
-async def test_an_unencodable_event_fails_where_it_is_published() -> None:
+@contract
+async def test_an_unencodable_event_fails_where_it_is_published(make_hub: MakeHub) -> None:
     class Note(BaseEvent[str]):
         pass
 
-    hub = Hub()
+    hub = await make_hub()
     with pytest.raises(InvalidEventError, match="Note cannot be encoded"):
         await hub.publish("news", Note(data="\ud800"))
 
 
-async def test_event_names_comments_and_retry_survive_the_id_insertion() -> None:
-    hub = Hub()
+@contract
+async def test_event_names_comments_and_retry_survive_the_id_insertion(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     sub = hub.subscribe("t", last_event_id=Hub.EARLIEST)
     await hub.publish("t", ServerSentEvent("a\nb", event="x", comment="hi", retry=10))
     await hub.publish("t", "plain")
@@ -287,35 +311,42 @@ async def test_event_names_comments_and_retry_survive_the_id_insertion() -> None
 # -- resuming ------------------------------------------------------------------------------
 
 
-async def test_no_id_primes_the_cursor_at_the_head_then_goes_live() -> None:
-    hub = Hub()
-    await hub.publish("news", tick(1))
+@contract
+async def test_no_id_primes_the_cursor_at_the_head_then_goes_live(make_hub: MakeHub) -> None:
+    hub = await make_hub()
+    head = await hub.publish("news", tick(1))
     for last in (None, ""):  # an empty Last-Event-ID is no id
-        head = hub.head("news")
         sub = hub.subscribe("news", last_event_id=last)
         assert await sub.prepare_stream()
         assert ready(sub) == [f"id: {head}\n\n".encode()]  # no data line: not dispatched
-        new = await hub.publish("news", tick(2))
-        assert [e.id for e in frames_of(ready(sub))] == [new]
+        assert hub.head("news") == head
+        head = await hub.publish("news", tick(2))
+        await reached(hub, "news", head)
+        assert [e.id for e in frames_of(ready(sub))] == [head]
         sub.close()
 
 
-async def test_an_empty_topic_has_a_head_id_too() -> None:
-    hub = Hub()
+@contract
+async def test_an_empty_topic_has_a_head_id_too(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     sub = hub.subscribe("fresh")
     await sub.prepare_stream()
     (priming,) = ready(sub)
-    head = priming.decode().removeprefix("id: ").strip()
+    head = primed_at(priming)
     assert parse_position(head) is not None
     assert head.endswith("-0")
     event_id = await hub.publish("fresh", tick(1))
+    await reached(hub, "fresh", event_id)
     again = hub.subscribe("fresh", last_event_id=head)
     await again.prepare_stream()
     assert [e.id for e in frames_of(ready(again))] == [event_id]
 
 
-async def test_a_retained_id_replays_then_goes_live_with_no_gap_and_no_duplicate() -> None:
-    hub = Hub()
+@contract
+async def test_a_retained_id_replays_then_goes_live_with_no_gap_and_no_duplicate(
+    make_hub: MakeHub,
+) -> None:
+    hub = await make_hub()
     ids = [await hub.publish("news", tick(n)) for n in range(5)]
     sub = hub.subscribe("news", last_event_id=ids[1])
     await sub.prepare_stream()
@@ -326,8 +357,9 @@ async def test_a_retained_id_replays_then_goes_live_with_no_gap_and_no_duplicate
     assert hub.stats().replays == 1
 
 
-async def test_the_head_id_replays_nothing_and_goes_live() -> None:
-    hub = Hub()
+@contract
+async def test_the_head_id_replays_nothing_and_goes_live(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     last = await hub.publish("news", tick(1))
     sub = hub.subscribe("news", last_event_id=last)
     await sub.prepare_stream()
@@ -336,8 +368,9 @@ async def test_the_head_id_replays_nothing_and_goes_live() -> None:
     assert [e.id for e in frames_of(await take(sub, 1))] == [new]
 
 
-async def test_earliest_gives_everything_the_log_holds() -> None:
-    hub = Hub(history=3)
+@contract
+async def test_earliest_gives_everything_the_log_holds(make_hub: MakeHub) -> None:
+    hub = await make_hub(history=3)  # on Redis, the stream may hold more: the log decides
     ids = [await hub.publish("news", tick(n)) for n in range(5)]
     sub = hub.subscribe("news", last_event_id=Hub.EARLIEST)
     await sub.prepare_stream()
@@ -345,24 +378,63 @@ async def test_earliest_gives_everything_the_log_holds() -> None:
     assert hub.stats().resets == {}
 
 
+@contract
+async def test_earliest_of_an_empty_topic_is_its_head(make_hub: MakeHub) -> None:
+    hub = await make_hub()
+    sub = hub.subscribe("fresh", last_event_id=Hub.EARLIEST)
+    assert await sub.prepare_stream()
+    assert ready(sub) == []
+    event_id = await hub.publish("fresh", tick(1))
+    assert [e.id for e in frames_of(await take(sub, 1))] == [event_id]
+
+
+def _trimmed(ids: list[str], kind: str) -> tuple[str, str]:
+    return ids[0], "gone"  # out of the log
+
+
+def _restart(ids: list[str], kind: str) -> tuple[str, str]:
+    if kind == "memory":
+        return "00000000-2", "unknown"  # another epoch: a restart
+    return "1-0", "gone"  # older than what the stream holds: it cannot tell it from trimmed
+
+
+def _future(ids: list[str], kind: str) -> tuple[str, str]:
+    left = ids[-1].rpartition("-")[0]
+    if kind == "memory":
+        return f"{left}-999", "unknown"
+    return f"{int(left) + 60_000}-0", "unknown"
+
+
+def _other_backend(ids: list[str], kind: str) -> tuple[str, str]:
+    if kind == "memory":
+        return "1733100000000-0", "unknown"  # a Redis id: an epoch of no log here
+    return "3fa9c2d1-42", "malformed"  # a memory id is no Redis stream id
+
+
+def _malformed(text: str) -> Callable[[list[str], str], tuple[str, str]]:
+    return lambda ids, kind: (text, "malformed")
+
+
+@contract
 @pytest.mark.parametrize(
-    ("make_id", "reason"),
+    "case",
     [
-        (lambda ids, epoch: ids[0], "gone"),  # trimmed out of the log
-        (lambda ids, epoch: "00000000-2", "unknown"),  # another epoch: a restart
-        (lambda ids, epoch: f"{epoch}-999", "unknown"),  # from the future
-        (lambda ids, epoch: "42", "malformed"),
-        (lambda ids, epoch: "x" * 10_000, "malformed"),
-        (lambda ids, epoch: "é😀", "malformed"),
+        pytest.param(_trimmed, id="trimmed"),
+        pytest.param(_restart, id="restart"),
+        pytest.param(_future, id="future"),
+        pytest.param(_other_backend, id="other-backend"),
+        pytest.param(_malformed("42"), id="no-dash"),
+        pytest.param(_malformed("x" * 10_000), id="huge"),
+        pytest.param(_malformed("é😀"), id="not-ascii"),
     ],
 )
 async def test_an_id_that_cannot_resume_exactly_gets_a_reset_then_live(
-    make_id: Any, reason: str
+    make_hub: MakeHub, hub_kind: str, case: Callable[[list[str], str], tuple[str, str]]
 ) -> None:
-    hub = Hub(history=3)
+    hub = await make_hub(history=3)
     ids = [await hub.publish("news", tick(n)) for n in range(5)]
-    epoch = ids[0].split("-")[0]
-    sub = hub.subscribe("news", last_event_id=make_id(ids, epoch))
+    last_event_id, reason = case(ids, hub_kind)
+    sub = hub.subscribe("news", last_event_id=last_event_id)
     assert await sub.prepare_stream()
     frames = ready(sub)
     assert len(frames) == 1  # nothing the log holds is replayed after a Reset
@@ -375,8 +447,23 @@ async def test_an_id_that_cannot_resume_exactly_gets_a_reset_then_live(
     assert decoded.data.reason == reason
 
 
-async def test_the_log_is_bounded_in_bytes_too() -> None:
-    hub = Hub(history=1000, history_bytes=1000)
+@contract
+async def test_the_last_history_events_resume_exactly_and_older_ones_are_gone(
+    make_hub: MakeHub,
+) -> None:
+    hub = await make_hub(history=3)
+    ids = [await hub.publish("news", tick(n)) for n in range(6)]
+    exact = hub.subscribe("news", last_event_id=ids[2])  # 3 events after it: all kept
+    await exact.prepare_stream()
+    assert [e.id for e in frames_of(ready(exact))] == ids[3:]
+    older = hub.subscribe("news", last_event_id=ids[1])  # 4 after it: one is gone
+    await older.prepare_stream()
+    assert reset_info(ready(older)[0])["reason"] == "gone"
+
+
+@contract
+async def test_the_log_is_bounded_in_bytes_too(make_hub: MakeHub) -> None:
+    hub = await make_hub(history=1000, history_bytes=1000)
     ids = [await hub.publish("big", "x" * 300) for _ in range(10)]
     sub = hub.subscribe("big", last_event_id=Hub.EARLIEST)
     await sub.prepare_stream()
@@ -385,8 +472,21 @@ async def test_the_log_is_bounded_in_bytes_too() -> None:
     assert 2 <= len(kept) <= 3
 
 
-async def test_one_event_larger_than_history_bytes_is_still_kept() -> None:
-    hub = Hub(history_bytes=10)
+@contract
+async def test_the_bytes_bound_decides_what_resumes_exactly(make_hub: MakeHub) -> None:
+    hub = await make_hub(history=1000, history_bytes=1000)  # 3 frames of ~330 bytes
+    ids = [await hub.publish("big", "x" * 300) for _ in range(10)]
+    exact = hub.subscribe("big", last_event_id=ids[6])
+    await exact.prepare_stream()
+    assert [e.id for e in frames_of(ready(exact))] == ids[7:]
+    older = hub.subscribe("big", last_event_id=ids[5])
+    await older.prepare_stream()
+    assert reset_info(ready(older)[0])["reason"] == "gone"
+
+
+@contract
+async def test_one_event_larger_than_history_bytes_is_still_kept(make_hub: MakeHub) -> None:
+    hub = await make_hub(history_bytes=10)
     event_id = await hub.publish("big", "x" * 100)
     sub = hub.subscribe("big", last_event_id=Hub.EARLIEST)
     await sub.prepare_stream()
@@ -396,8 +496,11 @@ async def test_one_event_larger_than_history_bytes_is_still_kept() -> None:
 # -- slow subscribers ------------------------------------------------------------------------
 
 
-async def test_a_frozen_subscriber_that_falls_out_of_the_log_gets_a_reset() -> None:
-    hub = Hub(history=10)
+@contract
+async def test_a_frozen_subscriber_that_falls_out_of_the_log_gets_a_reset(
+    make_hub: MakeHub,
+) -> None:
+    hub = await make_hub(history=10)
     frozen = hub.subscribe("news")
     reader = hub.subscribe("news")
     for sub in (frozen, reader):
@@ -406,23 +509,26 @@ async def test_a_frozen_subscriber_that_falls_out_of_the_log_gets_a_reset() -> N
     ids = []
     for n in range(11):
         ids.append(await hub.publish("news", tick(n)))
+        await reached(hub, "news", ids[-1])
         assert [e.id for e in frames_of(ready(reader))] == [ids[-1]]  # not slowed
     frames = ready(frozen)
     info = reset_info(frames[0])
     assert info == {"reason": "overflow", "topics": ["news"], "resume_from": ids[-1]}
     assert frames[1:] == []  # then live: nothing replayed
     new = await hub.publish("news", tick(99))
+    await reached(hub, "news", new)
     assert [e.id for e in frames_of(ready(frozen))] == [new]
     assert hub.stats().resets == {"overflow": 1}
 
 
-async def test_the_disconnect_policy_ends_an_overflowing_stream() -> None:
-    hub = Hub(history=2, on_overflow="disconnect")
+@contract
+async def test_the_disconnect_policy_ends_an_overflowing_stream(make_hub: MakeHub) -> None:
+    hub = await make_hub(history=2, on_overflow="disconnect")
     sub = hub.subscribe("news")
     await sub.prepare_stream()
-    last_seen = ready(sub)[0].decode().removeprefix("id: ").strip()
-    for n in range(3):
-        await hub.publish("news", tick(n))
+    last_seen = primed_at(ready(sub)[0])
+    ids = [await hub.publish("news", tick(n)) for n in range(3)]
+    await reached(hub, "news", ids[-1])
     with pytest.raises(StopAsyncIteration):
         sub.next_nowait()
     assert hub.stats().dropped == {"overflow": 1}
@@ -434,16 +540,19 @@ async def test_the_disconnect_policy_ends_an_overflowing_stream() -> None:
 # -- several topics, one cursor -----------------------------------------------------------------
 
 
-async def test_several_topics_interleave_under_a_composite_cursor() -> None:
-    hub = Hub()
+@contract
+async def test_several_topics_interleave_under_a_composite_cursor(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     sub = hub.subscribe("a", "b")
     await sub.prepare_stream()
     (priming,) = ready(sub)
-    cursor = priming.decode().removeprefix("id: ").strip()
+    cursor = primed_at(priming)
     assert set((parse_cursor(cursor) or {}).keys()) == {source_key("a"), source_key("b")}
     a1 = await hub.publish("a", "a1")
     b1 = await hub.publish("b", "b1")
     a2 = await hub.publish("a", "a2")
+    await reached(hub, "a", a2)
+    await reached(hub, "b", b1)
     events = frames_of(ready(sub))
     assert sorted(e.data for e in events) == ["a1", "a2", "b1"]
     assert [e.data for e in events if e.data.startswith("a")] == ["a1", "a2"]  # per topic
@@ -452,30 +561,32 @@ async def test_several_topics_interleave_under_a_composite_cursor() -> None:
     assert a1 != a2
 
 
-async def test_a_composite_cursor_resumes_every_topic_exactly() -> None:
-    hub = Hub()
+@contract
+async def test_a_composite_cursor_resumes_every_topic_exactly(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     sub = hub.subscribe("a", "b")
     await sub.prepare_stream()
     ready(sub)
-    await hub.publish("a", "a1")
-    await hub.publish("b", "b1")
+    await reached(hub, "a", await hub.publish("a", "a1"))
+    await reached(hub, "b", await hub.publish("b", "b1"))
     events = frames_of(ready(sub))
     cursor = events[-1].id
     sub.close()
-    await hub.publish("a", "a2")
-    await hub.publish("b", "b2")
+    await reached(hub, "a", await hub.publish("a", "a2"))
+    await reached(hub, "b", await hub.publish("b", "b2"))
     again = hub.subscribe("a", "b", last_event_id=cursor)
     await again.prepare_stream()
     assert sorted(e.data for e in frames_of(ready(again))) == ["a2", "b2"]
 
 
-async def test_cursor_keys_of_topics_not_granted_are_ignored() -> None:
-    hub = Hub()
+@contract
+async def test_cursor_keys_of_topics_not_granted_are_ignored(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     secret = hub.subscribe("a", "secret")
     await secret.prepare_stream()
     ready(secret)
-    await hub.publish("secret", "classified")
-    await hub.publish("a", "a1")
+    await reached(hub, "secret", await hub.publish("secret", "classified"))
+    await reached(hub, "a", await hub.publish("a", "a1"))
     cursor = frames_of(ready(secret))[0].id
     granted = hub.subscribe("a", "b", last_event_id=cursor)
     await granted.prepare_stream()
@@ -484,8 +595,9 @@ async def test_cursor_keys_of_topics_not_granted_are_ignored() -> None:
     assert all(e.event != "reset" for e in frames)
 
 
-async def test_a_single_topic_id_given_to_several_topics_is_malformed() -> None:
-    hub = Hub()
+@contract
+async def test_a_single_topic_id_given_to_several_topics_is_malformed(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     event_id = await hub.publish("a", "a1")
     sub = hub.subscribe("a", "b", last_event_id=event_id)
     await sub.prepare_stream()
@@ -495,13 +607,15 @@ async def test_a_single_topic_id_given_to_several_topics_is_malformed() -> None:
 # -- ending --------------------------------------------------------------------------------
 
 
-async def test_closing_a_topic_drains_open_streams_then_ends_them() -> None:
-    hub = Hub()
+@contract
+async def test_closing_a_topic_drains_open_streams_then_ends_them(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     sub = hub.subscribe("news")
     await sub.prepare_stream()
     ready(sub)
     first = await hub.publish("news", tick(1))
     await hub.close("news", final_event=ServerSentEvent("bye", event="closed"))
+    await closed(hub, "news")
     frames = frames_of([*ready(sub)])
     assert [e.id for e in frames][:1] == [first]
     assert frames[-1].event == "closed"
@@ -509,10 +623,14 @@ async def test_closing_a_topic_drains_open_streams_then_ends_them() -> None:
         sub.next_nowait()
     with pytest.raises(TopicClosed):
         await hub.publish("news", tick(2))
+    await hub.close("news")  # closing again: nothing to do
 
 
-async def test_a_closed_topic_answers_204_at_the_head_and_the_tail_behind_it() -> None:
-    hub = Hub()
+@contract
+async def test_a_closed_topic_answers_204_at_the_head_and_the_tail_behind_it(
+    make_hub: MakeHub,
+) -> None:
+    hub = await make_hub()
     first = await hub.publish("news", tick(1))
     last = await hub.publish("news", tick(2))
     await hub.close("news")
@@ -530,14 +648,15 @@ async def test_a_closed_topic_answers_204_at_the_head_and_the_tail_behind_it() -
     assert hub.stats().subscribers == 0
 
 
-async def test_the_starlette_response_answers_204_too() -> None:
+@contract
+async def test_the_starlette_response_answers_204_too(make_hub: MakeHub) -> None:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.routing import Route
 
     from asgi_sse.starlette import EventSourceResponse as StarletteResponse
 
-    hub = Hub()
+    hub = await make_hub()
     await hub.close("news")
 
     async def route(request: Request) -> StarletteResponse:
@@ -567,26 +686,28 @@ async def test_a_failing_prepare_is_a_500_before_any_header(
     assert "preparing the stream" in caplog.text
 
 
-async def test_stopping_the_hub_ends_every_stream() -> None:
-    async with Hub() as hub:
-        app = SSEEndpoint(lambda request: hub.subscribe("news"))
-        async with connect(app, "/") as stream:
-            await stream.wait_started()  # subscribed before the headers went out
-            await hub.publish("news", tick(1))
-            await stream.next_event()
-            await hub.stop()
-            await stream.wait_finished()
-        assert stream.complete
-        assert hub.stats().dropped == {"stopped": 1}
-        with pytest.raises(TopicClosed):
-            await hub.publish("news", tick(2))
+@contract
+async def test_stopping_the_hub_ends_every_stream(make_hub: MakeHub) -> None:
+    hub = await make_hub()
+    app = SSEEndpoint(lambda request: hub.subscribe("news"))
+    async with connect(app, "/") as stream:
+        await stream.wait_started()  # subscribed before the headers went out
+        await hub.publish("news", tick(1))
+        await stream.next_event()
+        await hub.stop()
+        await stream.wait_finished()
+    assert stream.complete
+    assert hub.stats().dropped == {"stopped": 1}
+    with pytest.raises(TopicClosed):
+        await hub.publish("news", tick(2))
 
 
 # -- through the response ----------------------------------------------------------------------
 
 
-async def test_a_subscriber_behind_gets_what_it_missed_in_one_send() -> None:
-    hub = Hub()
+@contract
+async def test_a_subscriber_behind_gets_what_it_missed_in_one_send(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     ids = [await hub.publish("news", tick(n)) for n in range(50)]
     response = EventSourceResponse(hub.subscribe("news", last_event_id=ids[0]))
     async with connect(response) as stream:
@@ -596,8 +717,9 @@ async def test_a_subscriber_behind_gets_what_it_missed_in_one_send() -> None:
     assert len(bodies) == 1
 
 
-async def test_the_subscription_ends_with_the_response() -> None:
-    hub = Hub()
+@contract
+async def test_the_subscription_ends_with_the_response(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     app = SSEEndpoint(lambda request: hub.subscribe("news"))
     async with connect(app, "/") as stream:
         await stream.wait_started()
@@ -608,8 +730,11 @@ async def test_the_subscription_ends_with_the_response() -> None:
 # -- limits, lifecycle, threads, counters -------------------------------------------
 
 
-async def test_topics_are_bounded_idle_ones_make_room_and_busy_ones_refuse() -> None:
-    hub = Hub(max_topics=2)
+@contract
+async def test_topics_are_bounded_idle_ones_make_room_and_busy_ones_refuse(
+    make_hub: MakeHub,
+) -> None:
+    hub = await make_hub(max_topics=2)
     await hub.publish("one", "x")
     keep = hub.subscribe("two")
     await hub.publish("three", "x")  # "one" (idle) was forgotten to make room
@@ -640,13 +765,15 @@ async def test_idle_topics_expire(monkeypatch: pytest.MonkeyPatch) -> None:
     busy.close()
 
 
-async def test_publish_from_another_thread() -> None:
-    async with Hub() as hub:
-        sub = hub.subscribe("news")
-        await sub.prepare_stream()
-        ready(sub)
-        event_id = await anyio.to_thread.run_sync(hub.publish_from_thread, "news", "hi")
-        assert [e.id for e in frames_of(ready(sub))] == [event_id]
+@contract
+async def test_publish_from_another_thread(make_hub: MakeHub) -> None:
+    hub = await make_hub()
+    sub = hub.subscribe("news")
+    await sub.prepare_stream()
+    ready(sub)
+    event_id = await anyio.to_thread.run_sync(hub.publish_from_thread, "news", "hi")
+    await reached(hub, "news", event_id)
+    assert [e.id for e in frames_of(ready(sub))] == [event_id]
 
 
 async def test_publish_from_a_thread_needs_an_entered_hub() -> None:
@@ -679,7 +806,8 @@ async def test_subscribe_needs_distinct_topics() -> None:
         hub.subscribe("")
 
 
-async def test_counters_and_the_observer() -> None:
+@contract
+async def test_counters_and_the_observer(make_hub: MakeHub) -> None:
     seen: list[tuple[Any, ...]] = []
 
     class Recorder(HubObserver):
@@ -695,10 +823,10 @@ async def test_counters_and_the_observer() -> None:
         def on_end(self, topics: tuple[str, ...], reason: str, events: int, size: int) -> None:
             seen.append(("end", topics, reason, events))
 
-    hub = Hub(observer=Recorder())
+    hub = await make_hub(observer=Recorder())
     sub = hub.subscribe("news")
     await sub.prepare_stream()
-    await hub.publish("news", "x")
+    await reached(hub, "news", await hub.publish("news", "x"))
     ready(sub)
     sub.close()
     bad = hub.subscribe("news", last_event_id="nope")
@@ -737,8 +865,9 @@ async def test_memory_per_idle_subscriber_is_a_few_hundred_bytes() -> None:
         sub.close()
 
 
-async def test_a_subscription_iterated_directly_resolves_itself() -> None:
-    hub = Hub()
+@contract
+async def test_a_subscription_iterated_directly_resolves_itself(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     first = await hub.publish("news", "a")
     sub = hub.subscribe("news", last_event_id=first)
     await hub.publish("news", "b")
@@ -748,8 +877,11 @@ async def test_a_subscription_iterated_directly_resolves_itself() -> None:
     await sub.aclose()  # idempotent
 
 
-async def test_a_handler_returning_a_subscription_streams_through_sse_endpoint() -> None:
-    hub = Hub()
+@contract
+async def test_a_handler_returning_a_subscription_streams_through_sse_endpoint(
+    make_hub: MakeHub,
+) -> None:
+    hub = await make_hub()
 
     def handler(request: SSERequest) -> Subscription:
         return hub.subscribe("chat", last_event_id=request.last_event_id)
@@ -796,8 +928,11 @@ async def test_hub_lifespan_runs_the_hub_for_the_life_of_the_server() -> None:
     assert inner_calls == ["lifespan", "http"]
 
 
-async def test_dropping_a_subscription_ends_its_stream_and_it_resumes_exactly() -> None:
-    hub = Hub()
+@contract
+async def test_dropping_a_subscription_ends_its_stream_and_it_resumes_exactly(
+    make_hub: MakeHub,
+) -> None:
+    hub = await make_hub()
     subs: list[Subscription] = []
 
     def handler(request: SSERequest) -> Subscription:
@@ -819,13 +954,13 @@ async def test_dropping_a_subscription_ends_its_stream_and_it_resumes_exactly() 
 
 
 async def test_a_backend_assigns_ids_and_says_where_clients_resume() -> None:
-    from asgi_sse import MemoryBackend
-    from asgi_sse._hub import TopicLog
+    from asgi_sse import HubBackend
+    from asgi_sse._hub import ResetReason, TopicLog
 
     calls: list[str] = []
 
     class Recording:
-        """A backend of its own: ids from the memory backend, every call recorded;
+        """A backend of its own: the memory backend underneath, every call recorded;
         no synchronous append, like a backend on the network."""
 
         def __init__(self) -> None:
@@ -841,32 +976,70 @@ async def test_a_backend_assigns_ids_and_says_where_clients_resume() -> None:
             calls.append(f"append {log.name}")
             return self.memory.append_nowait(log, head, tail)
 
-        async def locate(self, log: TopicLog, position: str) -> tuple[int, Any]:
+        async def close(self, log: TopicLog) -> None:
+            calls.append(f"close {log.name}")
+            await self.memory.close(log)
+
+        async def attach(self, log: TopicLog) -> None:
+            calls.append(f"attach {log.name}")
+            await self.memory.attach(log)
+
+        def forget(self, log: TopicLog) -> None:
+            calls.append(f"forget {log.name}")
+            self.memory.forget(log)
+
+        async def locate(self, log: TopicLog, position: str) -> tuple[int, ResetReason | None]:
             calls.append(f"locate {position}")
             return await self.memory.locate(log, position)
 
-    async with Hub(backend=Recording()) as hub:
+        async def available(self) -> None:
+            calls.append("available")
+            await self.memory.available()
+
+    backend: HubBackend = Recording()  # type-checked against the protocol
+    async with Hub(backend=backend, max_topics=1) as hub:
         first = await hub.publish("t", "a")
         await hub.publish("t", "b")
         with pytest.raises(TypeError, match="publishes asynchronously"):
             hub.publish_nowait("t", "c")
+        assert hub.head("t") is None  # not followed yet: its backend feeds it from now
         sub = hub.subscribe("t", last_event_id=first)
         await sub.prepare_stream()
         assert [e.data for e in frames_of(ready(sub))] == ["b"]
+        assert hub.head("t") is not None
         sub.close()
-    assert calls == ["start", "append t", "append t", f"locate {first}", "stop"]
+        earliest = hub.subscribe("t", last_event_id=Hub.EARLIEST)
+        await earliest.prepare_stream()
+        assert [e.data for e in frames_of(ready(earliest))] == ["a", "b"]
+        earliest.close()
+        await hub.close("t")
+        await hub.publish("u", "x")  # one topic at most: the idle "t" is forgotten
+    assert calls == [
+        "start",
+        "append t",
+        "append t",
+        "attach t",
+        f"locate {first}",
+        "locate earliest",
+        "close t",
+        "forget t",
+        "append u",
+        "stop",
+    ]
 
 
-async def test_dropping_before_the_response_starts_is_no_204() -> None:
-    hub = Hub()
+@contract
+async def test_dropping_before_the_response_starts_is_no_204(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     first = await hub.publish("news", "a")
     sub = hub.subscribe("news", last_event_id=first)
     sub.drop()
     assert await sub.prepare_stream()  # streams (nothing), ends: the browser comes back
 
 
-async def test_the_stream_is_closed_when_the_headers_cannot_be_sent() -> None:
-    hub = Hub()
+@contract
+async def test_the_stream_is_closed_when_the_headers_cannot_be_sent(make_hub: MakeHub) -> None:
+    hub = await make_hub()
     server_scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
 
     async def gone(message: Any) -> None:
