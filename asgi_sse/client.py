@@ -69,6 +69,8 @@ E5 = TypeVar("E5", bound=BaseEvent[Any])
 
 #: The reconnection delay before the server sets one (seconds; browsers use about 3).
 DEFAULT_RETRY = 3.0
+#: Where consecutive failures start backing off from when the delay is (about) zero.
+MIN_BACKOFF = 0.05
 
 
 class EventSourceError(SSEError):
@@ -472,7 +474,10 @@ class EventSource(Generic[T]):
         consecutive failure, capped, minus up to a fifth of jitter."""
         # (2.0 ** failures overflows after ~1000 failures: the cap is long reached.)
         growth = 2.0 ** min(self.failures, 64)
-        base: float = min(max(self.max_delay, self.retry), self.retry * growth)
+        # A reconnection delay of 0 (``retry: 0``) reconnects at once - once: the
+        # failures after it back off from MIN_BACKOFF, never in a tight loop.
+        start = self.retry if self.failures == 0 else max(self.retry, MIN_BACKOFF)
+        base: float = min(max(self.max_delay, self.retry), start * growth)
         return base * (1 - 0.2 * self._jitter())
 
 
@@ -497,10 +502,15 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 async def _read_some(response: httpx.Response, limit: int) -> bytes:
-    """Up to ``limit`` bytes of an error body, for the exception."""
+    """Up to ``limit`` bytes of an error body (decoded, as httpx decodes it), for the
+    exception."""
     body = bytearray()
-    async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) >= limit:
-            break
+    chunks: Any = response.aiter_bytes()  # an async generator: closed, not left to the GC
+    try:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) >= limit:
+                break
+    finally:
+        await chunks.aclose()
     return bytes(body[:limit])
