@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from httpx_sse import ServerSentEvent as ClientEvent
@@ -223,6 +224,29 @@ def test_sse2_typed_events(demo: Server) -> None:
         assert payload["message"] == "héllo wörld"
         stamps.append(dt.datetime.fromisoformat(payload["created_at"]))
     assert stamps == sorted(stamps)
+
+
+def test_the_readme_reads_sse2_from_python_with_the_typed_client(demo: Server) -> None:
+    # The README's three lines (after "Or from Python, typed"), against a real server.
+    from asgi_sse.client import EventSource
+    from asgi_sse.demo import Echo
+
+    async def main() -> list[Echo]:
+        echoes: list[Echo] = []
+        with anyio.fail_after(15):
+            url = demo.url("/sse2?message=hello&interval=0.05")
+            async with EventSource(url, events=(Echo,)) as source:
+                async for echo in source:
+                    assert isinstance(echo, Echo), echo
+                    echoes.append(echo)
+                    if len(echoes) == 3:
+                        break
+        return echoes
+
+    echoes = anyio.run(main)
+    assert [(echo.id, echo.data.message) for echo in echoes] == [
+        (str(n), "hello") for n in range(3)
+    ]
 
 
 def source_number(event: ClientEvent) -> str:
