@@ -126,6 +126,11 @@ class TestStream:
         expected = event_type.event_name or "message"
         if item.event != expected:
             raise AssertionError(f"expected a {expected!r} event, got {item!r}")
+        return self._decode(event_type, item)
+
+    def _decode(self, event_type: type[E], item: ParsedEvent) -> E:
+        # (One place where a frame becomes a typed event: the suite checks each one
+        # against its class's schema here, tests/conftest.py.)
         return event_type.decode(item.data, id=item.id or None)
 
     async def next_item(self, *, timeout: float = 5.0) -> ParsedEvent | Comment:

@@ -18,7 +18,8 @@ one ASGI app.
   browser reconnects by itself with its Last-Event-ID and resumes with no gap;
 - ``/`` a page that opens the three streams and the chat with the browser's EventSource;
 - ``/stats`` open and finished streams, the Last-Event-ID each reconnect sent, and the
-  chat's counters.
+  chat's counters;
+- ``/asyncapi.json`` the AsyncAPI 3.0 document of the typed streams (`asgi_sse.schema`).
 
 Query parameters for trying the three streams out: ``interval`` (seconds between
 events, default 1) and ``count`` (end the stream after that many events, so the browser
@@ -44,6 +45,7 @@ from asgi_sse import (
     Hub,
     HubBackend,
     InvalidEventError,
+    Reset,
     ResumableMerge,
     ServerSentEvent,
     SSEEndpoint,
@@ -52,13 +54,17 @@ from asgi_sse import (
     TopicClosed,
     resumable_merge,
 )
+from asgi_sse._version import __version__
+from asgi_sse.schema import asyncapi
 from asgi_sse.types import Receive, Scope, Send
 
 from .chat import (
     MAX_BODY,
     MAX_CLIENTS,
+    ChatMessage,
     ChatRoom,
     ClientLeft,
+    Connected,
     HTTPError,
     answer,
     chat_text,
@@ -71,6 +77,7 @@ __all__ = (
     "EchoPayload",
     "ReverseEcho",
     "app",
+    "asyncapi_document",
     "create_app",
     "hub",
     "stats",
@@ -190,6 +197,27 @@ def sse3(request: SSERequest) -> ResumableMerge[Echo | ReverseEcho]:
     return resumable_merge(sources, last_event_id=request.last_event_id)
 
 
+def asyncapi_document() -> dict[str, Any]:
+    """The demo's AsyncAPI 3.0 document: its typed streams and the chat."""
+    return asyncapi(
+        {"/sse2": (Echo,), "/sse3": (Echo, ReverseEcho), "/chat": (Connected, ChatMessage, Reset)},
+        title="asgi-sse demo",
+        version=__version__,
+        description="The demo's typed event streams (`python -m asgi_sse.demo`).",
+        servers={"local": "http://127.0.0.1:8000"},
+    )
+
+
+_ASYNCAPI: bytes | None = None
+
+
+def asyncapi_json() -> bytes:
+    global _ASYNCAPI
+    if _ASYNCAPI is None:
+        _ASYNCAPI = json.dumps(asyncapi_document(), indent=2).encode()
+    return _ASYNCAPI
+
+
 class _Site:
     """Everything that is not one of the three streams: the page, /stats, the chat's
     routes, lifespan, 404."""
@@ -216,6 +244,8 @@ class _Site:
             elif path == "/stats":
                 body = json.dumps({**stats, "chat": self.room.stats()}).encode()
                 await answer(send, 200, body, b"application/json")
+            elif path == "/asyncapi.json":
+                await answer(send, 200, asyncapi_json(), b"application/json")
             elif path == "/chat":
                 client_of(request)
                 await self.chat(scope, receive, send)
