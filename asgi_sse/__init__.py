@@ -28,6 +28,7 @@ from ._hub import (
 )
 from ._merge import Merged, buffered, merge
 from ._middleware import SSEMiddleware
+from ._observe import StreamObserver
 from ._parser import Comment, EventStreamParser, ParsedEvent
 from ._response import EventSourceResponse
 from ._resumable import ResumableMerge, resumable_merge
@@ -62,6 +63,7 @@ __all__ = (
     "ServerSentEvent",
     "ShutdownSignal",
     "StreamClosed",
+    "StreamObserver",
     "Subscription",
     "TopicClosed",
     "__version__",

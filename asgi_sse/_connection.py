@@ -83,7 +83,9 @@ class Connection:
         "_keepalive_done",
         "_send",
         "_unyielded",
+        "counting",
         "ended_by",
+        "events",
         "finishing",
         "gone",
         "http_scope",
@@ -91,6 +93,7 @@ class Connection:
         "scope",
         "sending",
         "since",
+        "size",
     )
 
     def __init__(
@@ -109,6 +112,10 @@ class Connection:
         self.gone = False  # the client left or was dropped: nothing more may be sent
         self._keepalive_done: anyio.Event | None = None  # set while a keep-alive is sent
         self._unyielded = 0
+        # What was sent, counted only for an observer (`StreamObserver`).
+        self.counting = False
+        self.events = 0
+        self.size = 0
 
     # -- ending -------------------------------------------------------------------------
 
@@ -202,6 +209,9 @@ class Connection:
             raise
         finally:
             self.sending = False
+        if self.counting:
+            self.size += len(body)
+            self.events += body.count(b"\n\n")  # a frame ends with a blank line
         self._unyielded += len(body) + _SEND_WEIGHT
         if self._unyielded >= FAIR_SHARE:
             self._unyielded = 0

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 
 from ._errors import ClientDisconnected
 from ._lifespan import answer_lifespan
+from ._observe import StreamObserver
 from ._options import (
     DEFAULT_LAST_EVENT_ID_PARAM,
     DEFAULT_PING,
@@ -187,6 +188,7 @@ class SSEEndpoint:
         headers: HeadersLike | None = None,
         methods: tuple[str, ...] | None = None,
         last_event_id_param: str = DEFAULT_LAST_EVENT_ID_PARAM,
+        observer: StreamObserver | None = None,
     ) -> None:
         self.handler = handler
         self.options = StreamOptions(
@@ -196,6 +198,7 @@ class SSEEndpoint:
             headers=headers,
             methods=methods,
             last_event_id_param=last_event_id_param,
+            observer=observer,
         )
 
     @classmethod

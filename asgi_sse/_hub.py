@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from time import monotonic
+from time import monotonic, time
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
@@ -123,6 +123,14 @@ class HubObserver:
         ``stopped``, ``dropped``) after delivering ``events`` frames of ``size`` bytes
         in all."""
 
+    #: Every how many events a delivery lag is measured (`on_lag`); 0: never.
+    lag_every: int = 0
+
+    def on_lag(self, topic: str, seconds: float) -> None:
+        """A sampled event (one in ``lag_every`` of a topic's) was taken by a subscriber
+        ``seconds`` after it was published (on Redis: after the time in its id, the
+        publishing Redis server's clock)."""
+
 
 def _frame_parts(item: BaseEvent[Any] | ServerSentEvent | str) -> tuple[bytes, bytes]:
     """The frame of ``item`` split where the hub puts its `id:` line (after the comment
@@ -178,6 +186,7 @@ class TopicLog:
         "limit",
         "limit_bytes",
         "name",
+        "sampled",
         "size",
         "subscribers",
         "touched",
@@ -205,6 +214,9 @@ class TopicLog:
         # The newest sequence lost in a gap (events the backend could not deliver): a
         # subscriber behind it is told it missed events ("gone").
         self.gap = NO_GAP
+        # sequence -> when it was published (time.time()): the events whose delivery lag
+        # is measured (`HubObserver.lag_every`); empty without an observer that asks.
+        self.sampled: dict[int, float] = {}
         # Set (and forgotten) by every append; made by the first subscriber that waits,
         # so a log is bound to no event loop while nobody waits (a hub made at import
         # time serves whichever loop runs the app).
@@ -238,6 +250,8 @@ class TopicLog:
         while len(frames) > self.limit or (self.size > self.limit_bytes and len(frames) > 1):
             if self.floor is not None:
                 self.floor = self.position(self.first)
+            if self.sampled:
+                self.sampled.pop(self.first, None)
             self.size -= len(frames.popleft()[0])
             self.first += 1
         self.touched = monotonic()
@@ -248,6 +262,7 @@ class TopicLog:
         """Events were lost before the next one (a backend's gap): every subscriber not
         past them gets a `Reset`; the log goes on after ``floor``."""
         self.frames.clear()
+        self.sampled.clear()
         self.size = 0
         self.head += 1  # the gap takes a sequence of its own, which no one can be past
         self.gap = self.head
@@ -548,8 +563,13 @@ class Hub:
 
     def _published(self, log: TopicLog, event_id: str, size: int) -> str:
         self._stats.published += 1
-        if self.observer is not None:
-            self.observer.on_publish(log.name, event_id, size)
+        observer = self.observer
+        if observer is not None:
+            observer.on_publish(log.name, event_id, size)
+            every = observer.lag_every
+            # Memory: the event is the log's head now (on Redis the reader samples).
+            if every and self._local and log.head % every == 0:
+                log.sampled[log.head] = time()
         return event_id
 
     def publish_from_thread(
@@ -872,6 +892,8 @@ class Subscription:
                 if sequence < topic.first:
                     return self._overflow(topic)
                 self._next[0] = sequence + 1
+                if topic.sampled:
+                    self._lag(topic, sequence)
                 return self._deliver(topic.frames[sequence - topic.first][0])
             if topic.closed:
                 self._end("closed")
@@ -887,6 +909,8 @@ class Subscription:
                 return self._overflow(topic)
             frame, id_start, id_end = topic.frame(sequence)
             self._next[index] = sequence + 1
+            if topic.sampled:
+                self._lag(topic, sequence)
             self._turn = index + 1
             self._cursor[topic.key] = topic.position(sequence)
             id_line = b"id: " + format_cursor(self._cursor).encode() + b"\n"
@@ -909,6 +933,12 @@ class Subscription:
             for topic in self._topics:
                 topic.waiters.discard(waiter)
             self._waiter = None
+
+    def _lag(self, topic: TopicLog, sequence: int) -> None:
+        published = topic.sampled.get(sequence)
+        observer = self._hub.observer
+        if published is not None and observer is not None:
+            observer.on_lag(topic.name, time() - published)
 
     def _deliver(self, frame: bytes) -> bytes:
         stats = self._hub._stats

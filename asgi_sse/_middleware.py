@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from ._endpoint import SSEEndpoint, app_path
+from ._observe import StreamObserver
 from ._options import (
     DEFAULT_LAST_EVENT_ID_PARAM,
     DEFAULT_PING,
@@ -52,6 +53,7 @@ class SSEMiddleware:
         headers: HeadersLike | None = None,
         methods: tuple[str, ...] | None = None,
         last_event_id_param: str = DEFAULT_LAST_EVENT_ID_PARAM,
+        observer: StreamObserver | None = None,
     ) -> None:
         self.app = app
         options = StreamOptions(
@@ -61,6 +63,7 @@ class SSEMiddleware:
             headers=headers,
             methods=methods,
             last_event_id_param=last_event_id_param,
+            observer=observer,
         )
         self.routes: dict[str, SSEEndpoint] = {}
         for path, target in routes.items():

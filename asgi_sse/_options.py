@@ -18,6 +18,7 @@ from ._events import BaseEvent
 from ._wire import ServerSentEvent
 
 if TYPE_CHECKING:
+    from ._observe import StreamObserver
     from .types import HeadersLike, PingEvent
 
 __all__ = (
@@ -146,6 +147,8 @@ class StreamOptions:
     #: The methods an endpoint streams for; None: every method but OPTIONS.
     methods: tuple[str, ...] | None = None
     last_event_id_param: str = DEFAULT_LAST_EVENT_ID_PARAM
+    #: Told when each response opens and closes (metrics); None costs nothing.
+    observer: StreamObserver | None = None
     # Derived once:
     header_list: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False)
     keepalive: bytes | Callable[[], bytes] = field(init=False, repr=False)

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from functools import partial
+from time import monotonic
 from typing import Any, cast
 
 import anyio
@@ -33,6 +34,7 @@ from ._connection import (
 )
 from ._errors import ClientDisconnected
 from ._merge import close_stream
+from ._observe import StreamObserver
 from ._options import DEFAULT_PING, DEFAULT_SEND_TIMEOUT, DEFAULTS, StreamOptions
 from ._pump import pump
 from ._shutdown import SCOPE_KEY, ShutdownSignal
@@ -91,6 +93,7 @@ class EventSourceResponse:
         ping_event: PingEvent | None = None,
         send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         shutdown: ShutdownSignal | None = None,
+        observer: StreamObserver | None = None,
     ) -> None:
         self.stream = stream
         self.status_code = status_code
@@ -99,11 +102,16 @@ class EventSourceResponse:
             and ping_event is None
             and ping == DEFAULT_PING
             and send_timeout == DEFAULT_SEND_TIMEOUT
+            and observer is None
         ):
             self.options = DEFAULTS  # shared: nothing to check or encode per response
         else:
             self.options = StreamOptions(
-                ping=ping, ping_event=ping_event, send_timeout=send_timeout, headers=headers
+                ping=ping,
+                ping_event=ping_event,
+                send_timeout=send_timeout,
+                headers=headers,
+                observer=observer,
             )
         self._shutdown = shutdown
 
@@ -168,8 +176,25 @@ class EventSourceResponse:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         conn = Connection(send, self.options, scope)
-        async with watching(conn, receive):
-            await _respond(self.stream, conn, shutdown)
+        observer = self.options.observer
+        if observer is None:
+            async with watching(conn, receive):
+                await _respond(self.stream, conn, shutdown)
+            return
+        conn.counting = True
+        started = monotonic()
+        observer.on_open(scope)
+        try:
+            async with watching(conn, receive):
+                await _respond(self.stream, conn, shutdown)
+        finally:
+            observer.on_close(
+                scope,
+                conn.ended_by or SERVER_CANCELLED,
+                conn.events,
+                conn.size,
+                monotonic() - started,
+            )
 
 
 async def _prepare(prepare: Callable[[], Awaitable[bool]], scope: Mapping[str, Any]) -> int:

@@ -161,6 +161,9 @@ class _Reader:
                 self.feed(reply.items() if isinstance(reply, dict) else reply)
 
     def feed(self, reply: Iterable[Any]) -> None:
+        hub = self.backend._hub
+        observer = None if hub is None else hub.observer
+        every = 0 if observer is None else observer.lag_every
         for key, entries in reply:
             if key == self.wake_key:
                 self.wake_id = entries[-1][0]
@@ -187,6 +190,9 @@ class _Reader:
                 tail = fields.get(b"t", b"")
                 size += len(head) + len(tail)
                 log.append(entry_id.decode(), head, tail)
+                if every and log.head % every == 0:
+                    # The id's first part is the Redis server's clock at the append, ms.
+                    log.sampled[log.head] = int(entry_id.split(b"-", 1)[0]) / 1000
             self.read[key] = last
 
     async def recheck(self) -> None:

@@ -15,6 +15,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ._observe import StreamObserver
 from ._options import DEFAULT_PING, DEFAULT_SEND_TIMEOUT, StreamOptions
 from ._response import EventSourceResponse as _CoreResponse
 from .types import EventStream, PingEvent
@@ -49,12 +50,17 @@ class EventSourceResponse(Response):
         ping_event: PingEvent | None = None,
         send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         background: BackgroundTask | None = None,
+        observer: StreamObserver | None = None,
     ) -> None:
         self.stream = content
         self.status_code = status_code
         self.background = background
         self.options = StreamOptions(
-            ping=ping, ping_event=ping_event, send_timeout=send_timeout, headers=headers
+            ping=ping,
+            ping_event=ping_event,
+            send_timeout=send_timeout,
+            headers=headers,
+            observer=observer,
         )
         # Starlette's own attribute: code that adds headers after construction edits it.
         self.raw_headers = list(self.options.header_list)

@@ -1,0 +1,33 @@
+"""Hooks for metrics on every event-stream response (`StreamObserver`).
+
+Must not import anything from the rest of the package except the ASGI types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ("StreamObserver",)
+
+
+class StreamObserver:
+    """Hooks for metrics on event-stream responses, given as ``observer=`` to
+    `EventSourceResponse`, `SSEEndpoint`, `SSEMiddleware` or the Starlette adapter.
+
+    Called when a response starts streaming and when it ends, never per event: the
+    response counts what it sent only while an observer is set. Subclass and override
+    what you need (`asgi_sse.otel` does, for OpenTelemetry); every method does nothing
+    here. ``scope`` is the request's ASGI scope (its path is yours to map to a label).
+    """
+
+    def on_open(self, scope: Mapping[str, Any]) -> None:
+        """A response started streaming (its headers went out)."""
+
+    def on_close(
+        self, scope: Mapping[str, Any], reason: str, events: int, size: int, seconds: float
+    ) -> None:
+        """A response ended, for ``reason`` (``stream_end``, ``stream_error``,
+        ``client_left``, ``send_timeout``, ``send_failed``, ``shutdown``,
+        ``server_cancelled``), after sending ``events`` frames (frames end with a blank
+        line, keep-alives not counted) in ``size`` bytes over ``seconds``."""
