@@ -892,7 +892,7 @@ class Subscription:
                 if sequence < topic.first:
                     return self._overflow(topic)
                 self._next[0] = sequence + 1
-                if topic.sampled:
+                if topic.sampled and sequence in topic.sampled:
                     self._lag(topic, sequence)
                 return self._deliver(topic.frames[sequence - topic.first][0])
             if topic.closed:
@@ -909,7 +909,7 @@ class Subscription:
                 return self._overflow(topic)
             frame, id_start, id_end = topic.frame(sequence)
             self._next[index] = sequence + 1
-            if topic.sampled:
+            if topic.sampled and sequence in topic.sampled:
                 self._lag(topic, sequence)
             self._turn = index + 1
             self._cursor[topic.key] = topic.position(sequence)
@@ -935,10 +935,9 @@ class Subscription:
             self._waiter = None
 
     def _lag(self, topic: TopicLog, sequence: int) -> None:
-        published = topic.sampled.get(sequence)
         observer = self._hub.observer
-        if published is not None and observer is not None:
-            observer.on_lag(topic.name, time() - published)
+        if observer is not None:
+            observer.on_lag(topic.name, time() - topic.sampled[sequence])
 
     def _deliver(self, frame: bytes) -> bytes:
         stats = self._hub._stats

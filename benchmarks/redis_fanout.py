@@ -10,6 +10,8 @@ Subjects, each with `conns` subscribers of one topic that gets a typed `Tick` ev
 
 - ``minimal``: the hand-written SSE app, one worker, its own ticker (the reference);
 - ``hub``: asgi-sse's in-memory `Hub`, one worker, the publisher inside it;
+- ``hub+otel``: the same with `asgi_sse.otel.SSEMetrics` observing the hub and every
+  stream (the OpenTelemetry SDK with an in-memory reader): what metrics cost;
 - ``hub-redis-2w``: ``uvicorn --workers 2`` of ``servers/asgi_sse_redis.py`` (the hub on
   `RedisStreamsBackend`), the subscribers spread over the two workers by the kernel,
   the events published by a separate process through Redis.
@@ -174,9 +176,11 @@ def one_round(args: argparse.Namespace, log_dir: Path) -> dict[str, dict[str, An
         results["minimal"] = fanout(
             server.port, args.conns, args.seconds, (server.pid,), "/fanout"
         )
+    path = f"/hub?start_after={args.conns}"
     with running_server("asgi_sse", "launch.py", log_dir) as server:
-        path = f"/hub?start_after={args.conns}"
         results["hub"] = fanout(server.port, args.conns, args.seconds, (server.pid,), path)
+    with running_server("asgi_sse", "launch.py", log_dir, env={"BENCH_OTEL": "1"}) as server:
+        results["hub+otel"] = fanout(server.port, args.conns, args.seconds, (server.pid,), path)
     prefix = f"asgi-sse-bench:{uuid.uuid4().hex[:8]}:"
     try:
         with redis_workers(args.redis, prefix, 2, log_dir) as (port, workers):

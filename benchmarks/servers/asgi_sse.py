@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 
-from asgi_sse import BaseEvent, EventSourceResponse, Hub
+from asgi_sse import BaseEvent, EventSourceResponse, Hub, StreamObserver
 
 from ._common import (
     BURST_DEFAULT,
@@ -69,6 +70,18 @@ async def idle() -> AsyncIterator[bytes]:
 
 hub = Hub()
 HUB_TOPIC = "ticks"
+# BENCH_OTEL=1: the hub's streams report to OpenTelemetry (asgi_sse.otel on the SDK, an
+# in-memory reader), to measure what the metrics cost (benchmarks/redis_fanout.py).
+observer: StreamObserver | None = None
+if os.environ.get("BENCH_OTEL") == "1":
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from asgi_sse.otel import SSEMetrics
+
+    metrics = SSEMetrics(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    metrics.instrument_hub(hub)
+    observer = metrics
 _hub_publisher: asyncio.Task[None] | None = None
 _hub_requests = 0
 
@@ -115,7 +128,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, stats_body())
     elif path == "/hub":
         start_hub_publisher(query_int(scope, "start_after", 1))
-        await EventSourceResponse(hub.subscribe(HUB_TOPIC))(scope, receive, send)
+        await EventSourceResponse(hub.subscribe(HUB_TOPIC), observer=observer)(
+            scope, receive, send
+        )
     elif path == "/hub-idle":
         await EventSourceResponse(hub.subscribe("quiet"))(scope, receive, send)
     elif path == "/hub-burst":
