@@ -3,7 +3,8 @@ the minimal app: delivered events/s, server CPU per delivered event (summed over
 workers; Redis's and the publisher's own shown apart), p99 latency.
 
     python benchmarks/redis_fanout.py [--conns 1000] [--seconds 10] [--rounds 3]
-                                      [--redis redis://127.0.0.1:6379/0] [--write FILE]
+                                      [--redis redis://127.0.0.1:6379/0]
+                                      [--write benchmarks/RESULTS.md]
 
 Subjects, each with `conns` subscribers of one topic that gets a typed `Tick` every
 100 ms (as in run.py's fan-out), read by `loadgen.py fanout` on its own core:
@@ -264,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--prefix", default="asgi-sse-bench:")
-    parser.add_argument("--write", type=Path, help="also write the table (markdown) here")
+    parser.add_argument(
+        "--write", type=Path, help="also put the table into this RESULTS.md (its own section)"
+    )
     args = parser.parse_args(argv)
     if args.mode == "publish":
         with __import__("contextlib").suppress(KeyboardInterrupt):
@@ -287,13 +290,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(text)
     if args.write is not None:
-        args.write.write_text(
-            "# Fan-out through Redis (benchmarks/redis_fanout.py)\n\n"
-            f"`python benchmarks/redis_fanout.py --conns {args.conns} --seconds {args.seconds:g} "
-            f"--rounds {args.rounds}`\n\n{text}\n"
+        from report import write_hub_fanout_section
+
+        write_hub_fanout_section(
+            args.write,
+            "## Hub fan-out: in memory, with OpenTelemetry, on Redis across two workers\n\n"
+            f"`python benchmarks/redis_fanout.py --conns {args.conns} --seconds "
+            f"{args.seconds:g} --rounds {args.rounds} --write benchmarks/RESULTS.md`\n\n"
+            f"{text}\n"
             "server CPU: summed over the subject's server processes (both workers for "
             "hub-redis-2w), pinned to one core; redis+pub: the Redis server's and the "
-            "publishing process's CPU in the same window, per delivered event.\n"
+            "publishing process's CPU in the same window, per delivered event. hub+otel: "
+            "`asgi_sse.otel.SSEMetrics` observing the hub and every response, on the "
+            "OpenTelemetry SDK with an in-memory reader.\n",
         )
     return 0
 

@@ -542,9 +542,9 @@ def write_results(
         lines += [f"![ratios to minimal]({chart.name})", ""]
     if notes:
         lines += ["## Notes", "", *[f"- {note}" for note in notes], ""]
-    stress = stress_section(path)
-    if stress:
-        lines += [stress, ""]
+    for kept in (hub_fanout_section(path), stress_section(path)):
+        if kept:
+            lines += [kept, ""]
     lines += [
         "## Every installed package",
         "",
@@ -560,25 +560,24 @@ def write_results(
 
 STRESS_START = "<!-- stress: written by benchmarks/stress.py -->"
 STRESS_END = "<!-- /stress -->"
+HUB_FANOUT_START = "<!-- hub-fanout: written by benchmarks/redis_fanout.py -->"
+HUB_FANOUT_END = "<!-- /hub-fanout -->"
 
 
-def stress_section(path: Path) -> str:
-    """The section benchmarks/stress.py wrote into ``path`` (kept across rewrites)."""
+def _section(path: Path, start_marker: str, end_marker: str) -> str:
     try:
         text = path.read_text()
     except OSError:
         return ""
-    start = text.find(STRESS_START)
-    end = text.find(STRESS_END, start)
-    return text[start : end + len(STRESS_END)] if start >= 0 and end >= 0 else ""
+    start = text.find(start_marker)
+    end = text.find(end_marker, start)
+    return text[start : end + len(end_marker)] if start >= 0 and end >= 0 else ""
 
 
-def write_stress_section(path: Path, section: str) -> None:
-    """Put ``section`` (between the stress markers) into ``path``, replacing the old one,
-    before "Every installed package" (or at the end)."""
-    block = f"{STRESS_START}\n{section.strip()}\n{STRESS_END}"
+def _write_section(path: Path, section: str, start_marker: str, end_marker: str) -> None:
+    block = f"{start_marker}\n{section.strip()}\n{end_marker}"
     text = path.read_text() if path.exists() else ""
-    old = stress_section(path)
+    old = _section(path, start_marker, end_marker)
     if old:
         text = text.replace(old, block)
     elif "## Every installed package" in text:
@@ -586,6 +585,27 @@ def write_stress_section(path: Path, section: str) -> None:
     else:
         text = text + "\n" + block + "\n"
     path.write_text(text)
+
+
+def stress_section(path: Path) -> str:
+    """The section benchmarks/stress.py wrote into ``path`` (kept across rewrites)."""
+    return _section(path, STRESS_START, STRESS_END)
+
+
+def write_stress_section(path: Path, section: str) -> None:
+    """Put ``section`` (between the stress markers) into ``path``, replacing the old one,
+    before "Every installed package" (or at the end)."""
+    _write_section(path, section, STRESS_START, STRESS_END)
+
+
+def hub_fanout_section(path: Path) -> str:
+    """The section benchmarks/redis_fanout.py wrote into ``path`` (kept across rewrites)."""
+    return _section(path, HUB_FANOUT_START, HUB_FANOUT_END)
+
+
+def write_hub_fanout_section(path: Path, section: str) -> None:
+    """Put ``section`` (between the hub-fanout markers) into ``path``."""
+    _write_section(path, section, HUB_FANOUT_START, HUB_FANOUT_END)
 
 
 def write_chart(path: Path, runs: Runs, exclude: Sequence[str] = ("ceiling",)) -> bool:
