@@ -44,6 +44,7 @@ import random
 import re
 import secrets
 from bisect import bisect_left
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -100,6 +101,11 @@ return id
 """
 
 
+def _is_stream(kind: bytes | str) -> bool:
+    """A key's TYPE that the reader can read: a stream, or no key (yet)."""
+    return kind in (b"stream", b"none", "stream", "none")
+
+
 def _parse_id(value: bytes) -> tuple[int, int] | None:
     match = _ID.fullmatch(value)
     return None if match is None else (int(match.group(1)), int(match.group(2)))
@@ -114,6 +120,11 @@ class _Reader:
         self.read: dict[bytes, bytes] = {}  # stream key -> the last id read
         self.wake_key = f"{backend.prefix}w:{backend._instance}:{index}".encode()
         self.wake_id = b"0-0"
+        # Keys that hold something else than a stream: left out of the XREAD (so the
+        # other topics are read on) until they are a stream again, looked at once per
+        # `block` seconds.
+        self.broken: set[bytes] = set()
+        self.looked = 0.0
 
     async def add(self, key: bytes, log: TopicLog, newest: bytes) -> None:
         self.logs[key] = log
@@ -129,6 +140,7 @@ class _Reader:
     def remove(self, key: bytes) -> None:
         self.logs.pop(key, None)
         self.read.pop(key, None)
+        self.broken.discard(key)
 
     async def run(self) -> None:
         backend = self.backend
@@ -138,7 +150,11 @@ class _Reader:
             try:
                 if failed:
                     await self.recheck()
+                if self.broken and monotonic() - self.looked >= backend.block:
+                    await self.look_again()
                 streams: dict[Any, Any] = dict(self.read)
+                for key in self.broken:
+                    del streams[key]
                 streams[self.wake_key] = self.wake_id
                 reply = await backend._client.xread(
                     streams, count=backend._read_count, block=backend._block_ms
@@ -148,6 +164,8 @@ class _Reader:
                     backend._went_down(exc)
                 else:  # a refused command (a topic's key of another type...): go on
                     _log.exception("reading the topics' streams failed")
+                    with contextlib.suppress(Exception):
+                        await self.isolate()
                 failed = True
                 await anyio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, backend.reconnect_max)
@@ -174,10 +192,13 @@ class _Reader:
             last = self.read[key]
             size = 0
             for count, (entry_id, fields) in enumerate(entries):
-                if count == log.limit or size > log.limit_bytes:
+                frame_size = len(fields.get(b"h", b"")) + len(fields.get(b"t", b""))
+                frame_size += len(entry_id) + 5  # its "id: ...\n" line
+                if count and (count == log.limit or size + frame_size > log.limit_bytes):
                     # More than the log holds in one batch would push out subscribers
                     # that keep up: the rest comes with the next read, after their turn.
                     break
+                size += frame_size
                 previous = fields.get(b"p", b"")
                 if previous != last:
                     self.backend._lost(log, previous)
@@ -188,17 +209,48 @@ class _Reader:
                     log.wake()
                     continue
                 tail = fields.get(b"t", b"")
-                size += len(head) + len(tail)
                 log.append(entry_id.decode(), head, tail)
                 if every and log.head % every == 0:
                     # The id's first part is the Redis server's clock at the append, ms.
                     log.sampled[log.head] = int(entry_id.split(b"-", 1)[0]) / 1000
             self.read[key] = last
 
+    async def isolate(self) -> None:
+        """Leave the keys that are no streams (nor absent) out of the XREAD: their
+        topics get a `Reset` (what they held is gone), the reader's other topics are
+        read on; once such a key is a stream again, it is read from its start."""
+        keys = [key for key in self.read if key not in self.broken]
+        pipe = self.backend._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+        kinds = await pipe.execute()
+        for key, kind in zip(keys, kinds, strict=True):
+            if _is_stream(kind):
+                continue
+            _log.error("key %r holds a %s, not a stream: left unread until it is one", key, kind)
+            self.broken.add(key)
+            self.looked = monotonic()
+            self.read[key] = b"0-0"
+            log = self.logs.get(key)
+            if log is not None:
+                self.backend._lost(log, b"0-0")
+
+    async def look_again(self) -> None:
+        """The broken keys that are a stream (or absent) again are read again."""
+        self.looked = monotonic()
+        keys = list(self.broken)
+        pipe = self.backend._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+        for key, kind in zip(keys, await pipe.execute(), strict=True):
+            if _is_stream(kind):
+                _log.warning("key %r is a stream again: read from its start", key)
+                self.broken.discard(key)
+
     async def recheck(self) -> None:
         """After a reconnect: a stream that lost what this reader read (Redis restarted
         without its data) is a gap now, not at its next publish."""
-        keys = list(self.read)
+        keys = [key for key in self.read if key not in self.broken]
         if not keys:
             return
         pipe = self.backend._client.pipeline(transaction=False)
@@ -312,6 +364,7 @@ class RedisStreamsBackend:
         self._readers: list[_Reader] = []
         self._where: dict[bytes, _Reader] = {}
         self._group: anyio.abc.TaskGroup | None = None
+        self._host: asyncio.Task[None] | None = None
         self._up = anyio.Event()
         self._probing = False
 
@@ -344,16 +397,27 @@ class RedisStreamsBackend:
         self._script = self._client.register_script(_APPEND)
         self._readers = []
         self._where = {}
-        self._group = anyio.create_task_group()
-        await self._group.__aenter__()
+        started = anyio.Event()
+
+        async def host() -> None:  # the readers' task group, entered and left in here
+            async with anyio.create_task_group() as group:
+                self._group = group
+                started.set()
+                await anyio.sleep_forever()
+
+        self._host = asyncio.get_running_loop().create_task(host())
+        await started.wait()
 
     async def stop(self) -> None:
         group, self._group = self._group, None
+        host, self._host = self._host, None
         self._script = None
         self._up.set()  # whoever waits for Redis: the hub is stopping
         if group is not None:
             group.cancel_scope.cancel()
-            await group.__aexit__(None, None, None)
+        if host is not None:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([host])
         keys = [reader.wake_key for reader in self._readers]
         for reader in self._readers:
             for log in reader.logs.values():
@@ -449,6 +513,8 @@ class RedisStreamsBackend:
             if wanted > head:
                 if not await self._exists(log, position):
                     return log.head + 1, "unknown"
+                if log.closed:  # its close marker: the end, exactly
+                    return log.head + 1, None
                 await self._caught_up(log, wanted)
                 continue
             result = await self._backfill(log, position)
@@ -477,7 +543,9 @@ class RedisStreamsBackend:
         """Wait until this process's reader has read ``wanted`` (it exists in Redis)."""
         hub = self._hub
         while (_parse_id(log.head_id().encode()) or (0, 0)) < wanted:
-            if hub is None or hub._stopped or log.closed:
+            if log.closed:
+                return  # read up to its close marker: locate answers
+            if hub is None or hub._stopped:
                 raise HubUnavailable("the hub stopped")
             await log.wait().wait()
 
@@ -601,6 +669,7 @@ def _from_url(url: str, block: float) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         url,
         retry=Retry(NoBackoff(), 0),
+        protocol=2,
         socket_timeout=max(5.0, 3 * block),
         socket_connect_timeout=5.0,
     )

@@ -52,7 +52,16 @@ def test_public_names() -> None:
         assert getattr(asgi_sse, name) is not None
     public_modules = {n for n in dir(asgi_sse) if not n.startswith("_") and n not in EXPECTED}
     # only subpackages/modules meant to be imported by path may show up besides __all__
-    assert public_modules <= {"demo", "testing", "starlette", "types", "redis", "client", "schema", "otel"}
+    assert public_modules <= {
+        "demo",
+        "testing",
+        "starlette",
+        "types",
+        "redis",
+        "client",
+        "schema",
+        "otel",
+    }
 
 
 def test_public_types_module() -> None:
