@@ -241,6 +241,10 @@ def test_a_dropped_chat_stream_resumes_by_itself_with_every_event_once(
     page.wait_for_function(
         "text => window.demo.chat.messages.some(m => m.text === text)", arg=f"{prefix} typed"
     )
+    # The message can arrive on the stream before the publish's answer does.
+    page.wait_for_function(
+        "() => document.querySelector('#chat-feedback').textContent.startsWith('sent as ')"
+    )
     typed_id = page.text_content("#chat-feedback").removeprefix("sent as ")
 
     publisher = Publisher(demo, prefix)
