@@ -290,13 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(text)
     if args.write is not None:
-        from report import write_hub_fanout_section
+        from report import _git_revision, write_hub_fanout_section
 
         write_hub_fanout_section(
             args.write,
             "## Hub fan-out: in memory, with OpenTelemetry, on Redis across two workers\n\n"
             f"`python benchmarks/redis_fanout.py --conns {args.conns} --seconds "
-            f"{args.seconds:g} --rounds {args.rounds} --write benchmarks/RESULTS.md`\n\n"
+            f"{args.seconds:g} --rounds {args.rounds} --write benchmarks/RESULTS.md`, "
+            f"repository at {_git_revision(HERE.parent)}.\n\n"
             f"{text}\n"
             "server CPU: summed over the subject's server processes (both workers for "
             "hub-redis-2w), pinned to one core; redis+pub: the Redis server's and the "
