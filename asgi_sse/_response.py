@@ -73,6 +73,8 @@ class EventSourceResponse:
     An exception raised by the stream is logged with its traceback and ends the
     response cleanly; an event whose value cannot be encoded is left out and logged.
     HEAD and OPTIONS requests get the headers and no body, and the stream never runs.
+    ``observer`` (a `StreamObserver`, e.g. `asgi_sse.otel.SSEMetrics`) is told when the
+    response starts streaming and when it ends, with why and what it sent.
 
     Raises:
         ValueError: at construction, for headers that cannot be sent, or a ``ping`` or
