@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -843,3 +844,66 @@ def test_redis_unreachable_at_start_fails_the_startup_naming_the_url(lifespan: s
     assert code != 0, output
     assert f"cannot reach Redis at {url}" in output, output
     assert "Application startup failed" in output, output
+
+
+# -- the demo on Redis ------------------------------------------------------------------------
+
+
+def test_the_demo_runs_on_redis_with_one_option(redis_prefix: str) -> None:
+    """`python -m asgi_sse.demo --redis URL --workers 2`: chat streams on either worker
+    get every message published through either worker, exactly once, in order."""
+    import anyio
+
+    from asgi_sse.client import EventSource
+    from asgi_sse.demo.chat import ChatMessage, Connected
+
+    with tempfile.TemporaryDirectory(prefix="asgi-sse-demo-redis-") as tmp:
+        port = free_port()
+        argv = [sys.executable, "-m", "asgi_sse.demo", "--port", str(port)]
+        argv += ["--redis", REDIS_URL, "--workers", "2"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ASGI_SSE_DEMO_REDIS_PREFIX": redis_prefix}
+        server = Server("demo", port, argv, Path(tmp) / "demo.log", env)
+        server.start()
+        try:
+
+            async def main() -> tuple[list[list[tuple[str, str]]], list[str]]:
+                got: list[list[tuple[str, str]]] = [[] for _ in range(4)]
+                ids: list[str] = []
+                with anyio.fail_after(30):
+                    async with anyio.create_task_group() as tasks:
+                        # `connected` comes after the subscription resolved its start.
+                        ready = [anyio.Event() for _ in got]
+
+                        async def follow(n: int) -> None:
+                            url = server.url(f"/chat?client=c{n}")
+                            async with EventSource(url, events=(ChatMessage, Connected)) as source:
+                                async for event in source:
+                                    if isinstance(event, Connected):
+                                        ready[n].set()
+                                    elif isinstance(event, ChatMessage):
+                                        got[n].append((str(event.id), event.data.text))
+                                        if len(got[n]) == 6:
+                                            return
+
+                        for n in range(len(got)):
+                            tasks.start_soon(follow, n)
+                        for event in ready:
+                            await event.wait()
+                        async with httpx.AsyncClient(base_url=server.base_url) as http:
+                            for n in range(6):
+                                response = await http.post(
+                                    "/chat/publish",
+                                    json={"text": f"m{n}"},
+                                    headers={"Connection": "close"},
+                                )
+                                assert response.status_code == 204, response.text
+                                ids.append(response.headers["x-event-id"])
+                return got, ids
+
+            got, ids = anyio.run(main)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{server.describe()}") from exc
+        finally:
+            server.stop()
+    expected = [(event_id, f"m{n}") for n, event_id in enumerate(ids)]
+    assert all(messages == expected for messages in got), got

@@ -299,13 +299,16 @@ def create_app(hub: Hub | None = None, *, max_clients: int = MAX_CLIENTS) -> Gra
 
 def _backend() -> HubBackend | None:
     """The Redis backend when ``ASGI_SSE_DEMO_REDIS`` names a Redis URL (what
-    ``python -m asgi_sse.demo --redis URL`` sets), for several workers; else memory."""
+    ``python -m asgi_sse.demo --redis URL`` sets), for several workers; else memory.
+    Its keys start with ``ASGI_SSE_DEMO_REDIS_PREFIX`` (``asgi-sse-demo:``)."""
     url = os.environ.get("ASGI_SSE_DEMO_REDIS")
     if not url:
         return None
     from asgi_sse.redis import RedisStreamsBackend
 
-    return RedisStreamsBackend(url, prefix="asgi-sse-demo:")
+    return RedisStreamsBackend(
+        url, prefix=os.environ.get("ASGI_SSE_DEMO_REDIS_PREFIX", "asgi-sse-demo:")
+    )
 
 
 #: The demo's hub: the chat's last 1,000 messages, for reconnects to resume from.
