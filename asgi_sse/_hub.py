@@ -510,6 +510,10 @@ class Hub:
         for topic in self._topics.values():
             topic.wake()
         await self.backend.stop()
+        if not self._local:
+            # The logs were copies of the backend's topics, which go on without this
+            # process: a hub that runs again reads them afresh, never stale frames.
+            self._topics.clear()
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -719,9 +723,19 @@ class Subscription:
         self._turn = 0
         self._delivered = 0
         self._size = 0
-        self._topics: tuple[TopicLog, ...] = tuple(hub._topic(name) for name in topics)
-        for topic in self._topics:
-            topic.subscribers += 1
+        # Each log counts this subscriber as soon as it is had: making the next one
+        # (at max_topics) must not evict a log this subscription already holds.
+        held: list[TopicLog] = []
+        try:
+            for name in topics:
+                log = hub._topic(name)
+                log.subscribers += 1
+                held.append(log)
+        except BaseException:
+            for log in held:
+                log.subscribers -= 1
+            raise
+        self._topics: tuple[TopicLog, ...] = tuple(held)
         hub._stats.subscribers += 1
 
     @property

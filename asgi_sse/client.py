@@ -274,6 +274,7 @@ class EventSource(Generic[T]):
         self._ended = False
         self._sent_once = False
         self._last_error: BaseException | None = None
+        self._interrupted = False  # a read was cancelled from outside
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -416,16 +417,29 @@ class EventSource(Generic[T]):
                 await response.aclose()
 
     async def _read(self) -> None:
+        if self._interrupted:
+            # The last read was cancelled from outside (a timeout around anext()), which
+            # ends httpx's body iterator: reconnect at once, from the last event id, with
+            # no failure counted and no wait.
+            self._interrupted = False
+            await self._disconnect()
+            return
         chunk: bytes | None = None
         error: Exception | None = None
         timeout = float("inf") if self.read_timeout is None else self.read_timeout
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(timeout) as silence:
             try:
                 chunk = await self._chunks.__anext__()
             except StopAsyncIteration:
                 chunk = b""
             except httpx.TransportError as exc:
                 error = exc
+            except BaseException:
+                self._interrupted = True  # cleared below if it was the read timeout
+                raise
+        self._interrupted = False
+        if silence.cancelled_caught:
+            chunk = None
         if chunk:
             items = self._parser.feed(chunk)
             if self._parser.retry is not None:

@@ -106,9 +106,15 @@ def _is_stream(kind: bytes | str) -> bool:
     return kind in (b"stream", b"none", "stream", "none")
 
 
+_MAX_PART = 2**64 - 1  # a Redis stream id is two unsigned 64-bit numbers
+
+
 def _parse_id(value: bytes) -> tuple[int, int] | None:
     match = _ID.fullmatch(value)
-    return None if match is None else (int(match.group(1)), int(match.group(2)))
+    if match is None:
+        return None
+    parsed = int(match.group(1)), int(match.group(2))
+    return None if max(parsed) > _MAX_PART else parsed
 
 
 class _Reader:
@@ -156,6 +162,9 @@ class _Reader:
                 for key in self.broken:
                     del streams[key]
                 streams[self.wake_key] = self.wake_id
+                # The logs this XREAD reads for: a topic forgotten and followed again
+                # meanwhile has a new log, which this reply is not for.
+                logs = dict(self.logs)
                 reply = await backend._client.xread(
                     streams, count=backend._read_count, block=backend._block_ms
                 )
@@ -176,9 +185,9 @@ class _Reader:
                 delay = backend.reconnect_min
             backend._came_up()
             if reply:
-                self.feed(reply.items() if isinstance(reply, dict) else reply)
+                self.feed(reply.items() if isinstance(reply, dict) else reply, logs)
 
-    def feed(self, reply: Iterable[Any]) -> None:
+    def feed(self, reply: Iterable[Any], logs: dict[bytes, TopicLog] | None = None) -> None:
         hub = self.backend._hub
         observer = None if hub is None else hub.observer
         every = 0 if observer is None else observer.lag_every
@@ -187,8 +196,8 @@ class _Reader:
                 self.wake_id = entries[-1][0]
                 continue
             log = self.logs.get(key)
-            if log is None:  # forgotten meanwhile
-                continue
+            if log is None or (logs is not None and logs.get(key) is not log):
+                continue  # forgotten meanwhile (and maybe followed again, afresh)
             last = self.read[key]
             size = 0
             for count, (entry_id, fields) in enumerate(entries):
@@ -494,6 +503,13 @@ class RedisStreamsBackend:
     # -- resuming ------------------------------------------------------------------------
 
     async def locate(self, log: TopicLog, position: str) -> tuple[int, ResetReason | None]:
+        try:
+            return await self._locate(log, position)
+        except ResponseError:  # Redis refused the id after all: not an id of its
+            _log.warning("topic %r: Redis refused the client's id %r", log.name, position)
+            return log.head + 1, "malformed"
+
+    async def _locate(self, log: TopicLog, position: str) -> tuple[int, ResetReason | None]:
         if position == EARLIEST:
             for _ in range(8):
                 result = await self._backfill(log, None)
@@ -513,7 +529,9 @@ class RedisStreamsBackend:
             if wanted > head:
                 if not await self._exists(log, position):
                     return log.head + 1, "unknown"
-                if log.closed:  # its close marker: the end, exactly
+                if (_parse_id(log.head_id().encode()) or (0, 0)) >= wanted:
+                    continue  # the reader got there meanwhile: look again
+                if log.closed:  # read up to the close marker, which is the client's id
                     return log.head + 1, None
                 await self._caught_up(log, wanted)
                 continue

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, cast
 
 from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaValue
@@ -65,7 +65,13 @@ def _event_name(cls: type[BaseEvent[Any]]) -> str:
 
 
 def _payload_type(cls: type[BaseEvent[Any]]) -> Any:
-    return cls.model_fields["data"].annotation
+    """The payload's type as the class validates it: with its constraints (an
+    ``Annotated[int, Field(ge=0)]`` keeps its bounds)."""
+    field = cls.model_fields["data"]
+    if field.metadata:
+        arguments = (field.annotation, *field.metadata)
+        return cast(Any, Annotated)[arguments]
+    return field.annotation
 
 
 def _check(classes: Iterable[type[BaseEvent[Any]]]) -> list[type[BaseEvent[Any]]]:
@@ -275,6 +281,15 @@ def asyncapi(
         messages[key] = message
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
+    taken: dict[str, str] = {}
+    for path in per_path:
+        channel = _channel_key(path)
+        if channel in taken:
+            raise ValueError(
+                f"the paths {taken[channel]!r} and {path!r} make the same channel key "
+                f"{channel!r}: give one of them another path"
+            )
+        taken[channel] = path
     for path, checked in per_path.items():
         channel = _channel_key(path)
         channels[channel] = {

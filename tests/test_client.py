@@ -35,7 +35,14 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from typing_extensions import assert_type
 
-from asgi_sse import BaseEvent, ParsedEvent, Reset, ResetInfo
+from asgi_sse import (
+    BaseEvent,
+    EventSourceResponse,
+    ParsedEvent,
+    Reset,
+    ResetInfo,
+    ServerSentEvent,
+)
 from asgi_sse.client import EventSource, EventSourceError, InvalidEventData, UnknownEvent
 from asgi_sse.testing import ASGIStreamTransport
 from tests.helpers import HTTPX_GENERATOR_WARNINGS
@@ -1594,3 +1601,44 @@ async def test_nothing_listening_is_a_network_error_that_reconnects() -> None:
                 await anext(source)
     assert source.connections == 3
     assert len(clock.sleeps) == 2
+
+
+# -- a read cancelled from outside --------------------------------------------------------
+
+
+async def test_a_timeout_around_anext_reconnects_at_once_from_the_last_id() -> None:
+    """``move_on_after`` around ``anext(source)`` ends httpx's body iterator under the
+    read: the next read reconnects at once (no wait, no failure counted), resuming
+    after the last id, so an id-bearing stream loses nothing."""
+    requests: list[str | None] = []
+    more = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = dict(scope["headers"])
+        last = headers.get(b"last-event-id")
+        requests.append(None if last is None else last.decode())
+        start = 0 if last is None else int(last) + 1
+
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            yield ServerSentEvent(f"n{start}", id=start)
+            await more.wait()
+            yield ServerSentEvent(f"n{start + 1}", id=start + 1)
+            await anyio.sleep_forever()
+
+        await EventSourceResponse(events())(scope, receive, send)
+
+    clock = Clock()
+    async with client_for(app) as http:
+        async with EventSource("/", client=http, sleep=clock.sleep, retry=5.0) as source:
+            with anyio.fail_after(TIMEOUT):
+                first = await anext(source)
+                with anyio.move_on_after(0.05):  # "an event within 50 ms?" - not yet
+                    await anext(source)
+                more.set()
+                second = await anext(source)
+    assert isinstance(first, ParsedEvent)
+    assert isinstance(second, ParsedEvent)
+    assert [(first.id, first.data), (second.id, second.data)] == [("0", "n0"), ("1", "n1")]
+    assert requests == [None, "0"]  # reconnected after the cancelled read, from its id
+    assert clock.sleeps == []  # at once
+    assert source.failures == 0

@@ -1124,3 +1124,22 @@ async def test_hub_lifespan_lets_an_error_after_startup_through() -> None:
 
     with pytest.raises(LookupError):
         await hub.lifespan(failing)({"type": "lifespan"}, receive, send)
+
+
+async def test_a_subscription_at_max_topics_never_evicts_its_own_topics() -> None:
+    """Making the log of its second topic must not push out the log of its first (made
+    a moment before): either both are held, or HubFull - never an orphan log."""
+    hub = Hub(max_topics=2)
+    busy = hub.subscribe("busy")
+    with pytest.raises(HubFull):
+        hub.subscribe("a", "b")
+    assert hub._topics["busy"].subscribers == 1
+    assert all(log.subscribers == 0 for name, log in hub._topics.items() if name != "busy")
+    busy.close()
+    sub = hub.subscribe("a", "b")  # "busy" is idle now: it makes room
+    assert await sub.prepare_stream()
+    ready(sub)
+    await hub.publish("a", "hello")
+    assert [event.data for event in frames_of(ready(sub))] == ["hello"]
+    assert hub._topics["a"] is sub._topics[0]
+    sub.close()

@@ -1011,3 +1011,40 @@ async def test_a_hub_stopped_from_another_task_ends_its_streams(redis_prefix: st
                 group.start_soon(hub.stop)
         with pytest.raises(StopAsyncIteration):
             sub.next_nowait()
+
+
+# -- found by review ---------------------------------------------------------------------------
+
+
+async def test_a_hub_restarted_in_process_reads_its_topics_afresh(
+    hubs: Hubs, redis_prefix: str
+) -> None:
+    """Stopped, events published elsewhere meanwhile, started again: a resume from an
+    id before, at or after what this process held is exact - never the stale frames."""
+    a = await hubs()
+    b = await hubs()
+    sub = await prepared(a, "t")
+    early = [await a.publish("t", f"e{n}") for n in (1, 2, 3)]
+    await reached(a, "t", early[-1])
+    sub.close()
+    await a.stop()
+    later = [await b.publish("t", f"e{n}") for n in (4, 5)]
+    await a.__aenter__()
+    for after, expected in ((early[0], [*early[1:], *later]), (early[-1], later)):
+        resumed = await prepared(a, "t", last_event_id=after)
+        assert ids(ready(resumed)) == expected
+        resumed.close()
+
+
+async def test_a_cursor_with_ids_beyond_redis_range_gets_a_reset_not_an_error(
+    hubs: Hubs,
+) -> None:
+    hub = await hubs()
+    await hub.publish("a", "x")
+    for position in ("99999999999999999999-0", "1-99999999999999999999"):
+        for last in (position, f"{source_key('a')}~{position}.{source_key('b')}~0-0"):
+            topics = ("a",) if last == position else ("a", "b")
+            sub = await prepared(hub, *topics, last_event_id=last)
+            (frame,) = ready(sub)[:1]
+            assert reset_info(frame)["reason"] == "malformed"
+            sub.close()

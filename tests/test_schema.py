@@ -383,3 +383,19 @@ async def test_the_demo_serves_its_asyncapi_document() -> None:
         "reset",
     }
     assert asyncapi_errors(document) == []
+
+
+def test_constraints_of_an_annotated_payload_are_kept() -> None:
+    from typing import Annotated
+
+    class Level(BaseEvent[Annotated[int, Field(ge=0, le=10)]]):
+        pass
+
+    content = event_schema(Level)["properties"]["data"]["contentSchema"]
+    assert content == {"type": "integer", "minimum": 0, "maximum": 10}
+    assert frame_errors(event_schema(Level), parsed(b"event: level\ndata: 11\n\n"))
+
+
+def test_paths_that_make_the_same_channel_key_are_refused() -> None:
+    with pytest.raises(ValueError, match="same channel key 'x_y'"):
+        asyncapi({"/x/y": (Basket,), "/x_y": (Count,)}, title="t")
