@@ -1048,3 +1048,51 @@ async def test_a_cursor_with_ids_beyond_redis_range_gets_a_reset_not_an_error(
             (frame,) = ready(sub)[:1]
             assert reset_info(frame)["reason"] == "malformed"
             sub.close()
+
+
+async def test_a_reply_read_before_a_topic_was_followed_again_is_not_fed_to_its_new_log(
+    hubs: Hubs,
+) -> None:
+    """The reader snapshots its logs with each XREAD: a key forgotten and followed again
+    meanwhile has a new log, which that (older) reply must not reach."""
+    hub = await hubs()
+    backend = backend_of(hub)
+    await prepared(hub, "t")
+    reader = backend._readers[0]
+    key = backend._key(hub._topics["t"])
+    before = dict(reader.logs)  # what an XREAD in flight was sent for
+    fresh = TopicLog("t", limit=10, limit_bytes=1 << 20)
+    reader.logs[key] = fresh  # forgotten and followed again, with a log of its own
+    stale = [(key, [(b"9-0", {b"p": b"8-0", b"h": b"", b"t": b"data: x\n\n"})])]
+    reader.feed(stale, before)
+    assert (fresh.head, fresh.gap, backend.gaps) == (0, NO_GAP, 0)
+
+
+async def test_the_close_marker_read_while_locate_asks_redis_keeps_the_events_before_it(
+    hubs: Hubs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client resumes at an id this process's reader has not read yet; while locate
+    asks Redis whether that id exists, the reader reads it, the events after it and
+    the close marker: the client gets those events, then the end - not a 204."""
+    b = await hubs()
+    e1 = await b.publish("t", "e1")
+    e2 = await b.publish("t", "e2")
+    e3 = await b.publish("t", "e3")
+    await b.close("t")
+    backend = backend_of(b)
+    # A log of this topic whose reader has read up to e1 only (a process behind).
+    log = TopicLog("t", limit=100, limit_bytes=1 << 20)
+    log.floor, log.attached = e1, True
+    real_exists = backend._exists
+
+    async def exists_while_the_reader_catches_up(log_: TopicLog, position: str) -> bool:
+        found = await real_exists(log_, position)
+        for event_id, text in ((e2, "e2"), (e3, "e3")):  # what the reader reads meanwhile
+            log.append(event_id, b"", f"data: {text}\n\n".encode())
+        log.closed = True  # ... and the close marker
+        return found
+
+    monkeypatch.setattr(backend, "_exists", exists_while_the_reader_catches_up)
+    start, why = await backend.locate(log, e2)
+    assert why is None
+    assert [log.position(sequence) for sequence in range(start, log.head + 1)] == [e3]
