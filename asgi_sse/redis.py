@@ -620,6 +620,10 @@ class RedisStreamsBackend:
             oldest_previous = fields.get(b"p", b"0-0")
         if not frames:
             return log.first, None
+        if len(log.frames) + len(frames) > log.limit:
+            # The reader appended while Redis answered (the log had room then): these
+            # would overfill it, and the next append would trim what was just read.
+            return None
         log.frames.extendleft(frames)
         log.size += size
         log.first -= len(frames)
