@@ -30,6 +30,7 @@ __all__ = (
     "raise_nofile_limit",
     "run_json",
     "running_server",
+    "stop_process",
 )
 
 HERE = Path(__file__).resolve().parent
@@ -94,7 +95,7 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
             time.sleep(0.02)  # poll interval
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
     """SIGINT (uvicorn's graceful shutdown), then SIGKILL after STOP_TIMEOUT - by PID."""
     if process.poll() is not None:
         return
@@ -136,7 +137,7 @@ def running_server(
         _wait_ready(process, port, log)
         yield RunningServer(name, port, process.pid, log)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def run_json(command: Sequence[str], timeout: float) -> dict[str, Any]:

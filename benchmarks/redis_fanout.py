@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from procs import (
     raise_nofile_limit,
     run_json,
     running_server,
+    stop_process,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -75,17 +75,6 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGINT)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 @contextmanager
 def _process(
     command: list[str], log: Path, env: dict[str, str]
@@ -102,7 +91,7 @@ def _process(
     try:
         yield process
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @contextmanager

@@ -22,6 +22,8 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgi_sse._lifespan import answer_lifespan
+
 __all__ = ("app",)
 
 _HITS: dict[str, list[dict[str, Any]]] = {}
@@ -30,13 +32,8 @@ _EMPTY_BODY = {204, 205, 304}
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
+        return
     assert scope["type"] == "http"
     path: str = scope["path"]
     query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}

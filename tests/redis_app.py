@@ -26,24 +26,20 @@ closed topic; ``POST /hub/close?topic=T``, ``POST /hub/drop?client=C``, ``GET
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
+from typing import Any
 
 from asgi_sse import (
     EventSourceResponse,
     GracefulShutdown,
     Hub,
-    HubUnavailable,
     SSEMiddleware,
     SSERequest,
     Subscription,
-    TopicClosed,
 )
-from asgi_sse._lifespan import answer_lifespan
-from asgi_sse._types import ASGIApp, ASGIReceiveCallable, ASGISendCallable, Scope
+from asgi_sse._types import ASGIApp
 from asgi_sse.redis import RedisStreamsBackend
-from tests.sse_app import Note, _plain, _read_body
+from tests.sse_app import _subscribe, hub_site
 
 __all__ = (
     "BLOCK_ENV",
@@ -85,60 +81,19 @@ _subscriptions: dict[str, Subscription] = {}
 
 
 def hub_stream(request: SSERequest) -> EventSourceResponse:
-    topics = [value for name, value in request.query_list if name == "topic"]
-    subscription = hub.subscribe(*topics, last_event_id=request.last_event_id)
-    client = request.query_params.get("client")
-    if client is not None:
-        _subscriptions[client] = subscription
+    subscription = _subscribe(hub, _subscriptions, request)
     return EventSourceResponse(subscription, headers={"x-pid": _PID}, ping=PING)
 
 
-def _json(value: object) -> bytes:
-    return json.dumps(value).encode()
-
-
-async def _site(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    if scope["type"] == "lifespan":
-        await answer_lifespan(receive, send)
-        return
-    assert scope["type"] == "http"
-    request = SSERequest(scope, receive)
-    topic = request.query_params.get("topic", "")
-    path = scope["path"]
-    try:
-        if path == "/hub/publish":
-            text = (await _read_body(receive)).decode()
-            try:
-                event_id = await hub.publish(topic, Note(data=text))
-            except TopicClosed:
-                await _plain(send, 409, b"closed")
-                return
-            body = _json({"id": event_id, "pid": _PID})
-            await _plain(send, 200, body, b"application/json")
-        elif path == "/hub/close":
-            await hub.close(topic)
-            await _plain(send, 204)
-        elif path == "/hub/drop":
-            subscription = _subscriptions.pop(request.query_params.get("client", ""), None)
-            if subscription is None:
-                await _plain(send, 404, b"no such client")
-                return
-            subscription.drop()
-            await _plain(send, 204)
-        elif path == "/hub/stats":
-            stats = {
-                **dataclasses.asdict(hub.stats()),
-                "pid": _PID,
-                "reconnects": backend.reconnects,
-                "gaps": backend.gaps,
-            }
-            await _plain(send, 200, _json(stats), b"application/json")
-        else:
-            await _plain(send, 404, b"not found")
-    except HubUnavailable as exc:
-        await _plain(send, 503, str(exc).encode())
+def _stats() -> dict[str, Any]:
+    """What the publish and stats answers add: which worker, its reader's counters."""
+    return {"pid": _PID, "reconnects": backend.reconnects, "gaps": backend.gaps}
 
 
 app: ASGIApp = GracefulShutdown(
-    hub.lifespan(SSEMiddleware(_site, routes={"/hub": hub_stream}, ping=PING))
+    hub.lifespan(
+        SSEMiddleware(
+            hub_site(hub, _subscriptions, extra=_stats), routes={"/hub": hub_stream}, ping=PING
+        )
+    )
 )

@@ -31,8 +31,8 @@ import json
 import os
 import runpy
 import sys
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
 
 import anyio
 
@@ -41,6 +41,7 @@ from asgi_sse import (
     BaseEvent,
     GracefulShutdown,
     Hub,
+    HubUnavailable,
     ServerSentEvent,
     SSEMiddleware,
     SSERequest,
@@ -50,7 +51,16 @@ from asgi_sse import (
 from asgi_sse._lifespan import answer_lifespan
 from asgi_sse._types import ASGIApp, ASGIReceiveCallable, ASGISendCallable, Scope
 
-__all__ = ("EXPECTED", "HUB_HISTORY", "TRICKY", "app", "chat_app", "demo_app", "hub_app")
+__all__ = (
+    "EXPECTED",
+    "HUB_HISTORY",
+    "TRICKY",
+    "app",
+    "chat_app",
+    "demo_app",
+    "hub_app",
+    "hub_site",
+)
 
 STATS_ENV = "ASGI_SSE_TEST_STATS"
 
@@ -240,11 +250,18 @@ _subscriptions: dict[str, Subscription] = {}
 
 
 def hub_stream(request: SSERequest) -> Subscription:
+    return _subscribe(hub, _subscriptions, request)
+
+
+def _subscribe(
+    target: Hub, subscriptions: dict[str, Subscription], request: SSERequest
+) -> Subscription:
+    """The subscription to the ``topic`` parameters, kept under ``client`` (for drop)."""
     topics = [value for name, value in request.query_list if name == "topic"]
-    subscription = hub.subscribe(*topics, last_event_id=request.last_event_id)
+    subscription = target.subscribe(*topics, last_event_id=request.last_event_id)
     client = request.query_params.get("client")
     if client is not None:
-        _subscriptions[client] = subscription
+        subscriptions[client] = subscription
     return subscription
 
 
@@ -260,41 +277,60 @@ async def _read_body(receive: ASGIReceiveCallable) -> bytes:
             return body
 
 
-async def _hub_site(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    if scope["type"] == "lifespan":
-        await answer_lifespan(receive, send)
-        return
-    assert scope["type"] == "http"
-    request = SSERequest(scope, receive)
-    topic = request.query_params.get("topic", "")
-    path = scope["path"]
-    if path == "/hub/publish":
-        text = (await _read_body(receive)).decode()
+def hub_site(
+    target: Hub,
+    subscriptions: dict[str, Subscription],
+    *,
+    extra: Callable[[], dict[str, Any]] = dict,
+) -> ASGIApp:
+    """The hub test apps' routes besides the stream: ``POST /hub/publish?topic=`` (the
+    body as a `Note`; its id, 409 for a closed topic, 503 naming the backend when it
+    cannot be reached), ``POST /hub/close``, ``POST /hub/drop?client=``, ``GET
+    /hub/stats``. ``extra()`` adds to the publish and stats answers (a process id...)."""
+
+    def answer(value: dict[str, Any]) -> bytes:
+        return json.dumps({**value, **extra()}).encode()
+
+    async def site(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] == "lifespan":
+            await answer_lifespan(receive, send)
+            return
+        assert scope["type"] == "http"
+        request = SSERequest(scope, receive)
+        topic = request.query_params.get("topic", "")
+        path = scope["path"]
         try:
-            event_id = await hub.publish(topic, Note(data=text))
-        except TopicClosed:
-            await _plain(send, 409, b"closed")
-            return
-        await _plain(send, 200, json.dumps({"id": event_id}).encode(), b"application/json")
-    elif path == "/hub/close":
-        await hub.close(topic)
-        await _plain(send, 204)
-    elif path == "/hub/drop":
-        subscription = _subscriptions.pop(request.query_params.get("client", ""), None)
-        if subscription is None:
-            await _plain(send, 404, b"no such client")
-            return
-        subscription.drop()
-        await _plain(send, 204)
-    elif path == "/hub/stats":
-        body = json.dumps(dataclasses.asdict(hub.stats())).encode()
-        await _plain(send, 200, body, b"application/json")
-    else:
-        await _plain(send, 404, b"not found")
+            if path == "/hub/publish":
+                text = (await _read_body(receive)).decode()
+                try:
+                    event_id = await target.publish(topic, Note(data=text))
+                except TopicClosed:
+                    await _plain(send, 409, b"closed")
+                    return
+                await _plain(send, 200, answer({"id": event_id}), b"application/json")
+            elif path == "/hub/close":
+                await target.close(topic)
+                await _plain(send, 204)
+            elif path == "/hub/drop":
+                subscription = subscriptions.pop(request.query_params.get("client", ""), None)
+                if subscription is None:
+                    await _plain(send, 404, b"no such client")
+                    return
+                subscription.drop()
+                await _plain(send, 204)
+            elif path == "/hub/stats":
+                stats = answer(dataclasses.asdict(target.stats()))
+                await _plain(send, 200, stats, b"application/json")
+            else:
+                await _plain(send, 404, b"not found")
+        except HubUnavailable as exc:
+            await _plain(send, 503, str(exc).encode())
+
+    return cast(ASGIApp, site)
 
 
 hub_app: ASGIApp = GracefulShutdown(
-    hub.lifespan(SSEMiddleware(_hub_site, routes={"/hub": hub_stream}))
+    hub.lifespan(SSEMiddleware(hub_site(hub, _subscriptions), routes={"/hub": hub_stream}))
 )
 
 
