@@ -113,7 +113,7 @@ class Connection:
         self._keepalive_done: anyio.Event | None = None  # set while a keep-alive is sent
         self._unyielded = 0
         # What was sent, counted only for an observer (`StreamObserver`).
-        self.counting = False
+        self.counting = options.observer is not None
         self.events = 0
         self.size = 0
 

@@ -179,24 +179,16 @@ class EventSourceResponse:
             return
         conn = Connection(send, self.options, scope)
         observer = self.options.observer
-        if observer is None:
-            async with watching(conn, receive):
-                await _respond(self.stream, conn, shutdown)
-            return
-        conn.counting = True
         started = monotonic()
-        observer.on_open(scope)
+        if observer is not None:
+            observer.on_open(scope)
         try:
             async with watching(conn, receive):
                 await _respond(self.stream, conn, shutdown)
         finally:
-            observer.on_close(
-                scope,
-                conn.ended_by or SERVER_CANCELLED,
-                conn.events,
-                conn.size,
-                monotonic() - started,
-            )
+            if observer is not None:
+                reason = conn.ended_by or SERVER_CANCELLED
+                observer.on_close(scope, reason, conn.events, conn.size, monotonic() - started)
 
 
 async def _prepare(prepare: Callable[[], Awaitable[bool]], scope: Mapping[str, Any]) -> int:

@@ -66,7 +66,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed in the t
     ) from exc
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import AsyncIterator, Iterable
 
 __all__ = ("RedisStreamsBackend",)
 
@@ -176,8 +176,7 @@ class _Reader:
                     with contextlib.suppress(Exception):
                         await self.isolate()
                 failed = True
-                await anyio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, backend.reconnect_max)
+                delay = await backend._pause(delay)
                 continue
             if failed:
                 backend.reconnects += 1
@@ -229,11 +228,7 @@ class _Reader:
         topics get a `Reset` (what they held is gone), the reader's other topics are
         read on; once such a key is a stream again, it is read from its start."""
         keys = [key for key in self.read if key not in self.broken]
-        pipe = self.backend._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.type(key)
-        kinds = await pipe.execute()
-        for key, kind in zip(keys, kinds, strict=True):
+        for key, kind in await self.types(keys):
             if _is_stream(kind):
                 continue
             _log.error("key %r holds a %s, not a stream: left unread until it is one", key, kind)
@@ -247,14 +242,17 @@ class _Reader:
     async def look_again(self) -> None:
         """The broken keys that are a stream (or absent) again are read again."""
         self.looked = monotonic()
-        keys = list(self.broken)
-        pipe = self.backend._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.type(key)
-        for key, kind in zip(keys, await pipe.execute(), strict=True):
+        for key, kind in await self.types(list(self.broken)):
             if _is_stream(kind):
                 _log.warning("key %r is a stream again: read from its start", key)
                 self.broken.discard(key)
+
+    async def types(self, keys: list[bytes]) -> list[tuple[bytes, Any]]:
+        """(key, TYPE) of each key, in one round trip."""
+        pipe = self.backend._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+        return list(zip(keys, await pipe.execute(), strict=True))
 
     async def recheck(self) -> None:
         """After a reconnect: a stream that lost what this reader read (Redis restarted
@@ -428,10 +426,7 @@ class RedisStreamsBackend:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([host])
         keys = [reader.wake_key for reader in self._readers]
-        for reader in self._readers:
-            for log in reader.logs.values():
-                log.attached = False  # a hub started again reads its topics afresh
-        self._readers = []
+        self._readers = []  # (the hub drops its logs: started again, it reads afresh)
         self._where = {}
         with anyio.move_on_after(1):
             try:
@@ -647,15 +642,25 @@ class RedisStreamsBackend:
                 try:
                     await self._client.ping()
                 except _DOWN:
-                    await anyio.sleep(delay * random.uniform(0.5, 1.0))
-                    delay = min(delay * 2, self.reconnect_max)
+                    delay = await self._pause(delay)
                 else:
                     self._came_up()
         finally:
             self._probing = False
 
-    def _errors(self) -> _Translate:
-        return _Translate(self)
+    @contextlib.asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        """Redis's connection errors as `HubUnavailable` (and the backend marked down)."""
+        try:
+            yield
+        except _DOWN as exc:
+            self._went_down(exc)
+            raise HubUnavailable(f"Redis at {self._where_text()} is unreachable: {exc}") from exc
+
+    async def _pause(self, delay: float) -> float:
+        """Wait ``delay`` seconds less up to half of jitter; the next, doubled, capped."""
+        await anyio.sleep(delay * random.uniform(0.5, 1.0))
+        return min(delay * 2, self.reconnect_max)
 
     def _went_down(self, exc: BaseException) -> None:
         if self._up.is_set():
@@ -695,23 +700,3 @@ def _from_url(url: str, block: float) -> aioredis.Redis:
         socket_timeout=max(5.0, 3 * block),
         socket_connect_timeout=5.0,
     )
-
-
-class _Translate:
-    """Redis's connection errors as `HubUnavailable` (and the backend marked down)."""
-
-    __slots__ = ("backend",)
-
-    def __init__(self, backend: RedisStreamsBackend) -> None:
-        self.backend = backend
-
-    async def __aenter__(self) -> None:
-        pass
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is not None and isinstance(exc, _DOWN):
-            self.backend._went_down(exc)
-            raise HubUnavailable(
-                f"Redis at {self.backend._where_text()} is unreachable: {exc}"
-            ) from exc
-        return False

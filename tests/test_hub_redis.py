@@ -158,6 +158,24 @@ async def later_than(raw: aioredis.Redis, event_id: str) -> bool:
     return seconds * 1000 + microseconds // 1000 > int(event_id.split("-")[0])
 
 
+class ReaderGate:
+    """Holds back what a hub's reader read (once ``hold`` is set) until ``release``."""
+
+    def __init__(self, hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.hold = False
+        self.release = anyio.Event()
+        client = backend_of(hub)._client
+        xread = client.xread
+
+        async def gated(*args: Any, **kwargs: Any) -> Any:
+            reply = await xread(*args, **kwargs)
+            if self.hold:
+                await self.release.wait()
+            return reply
+
+        monkeypatch.setattr(client, "xread", gated)
+
+
 async def prepared(hub: Hub, *topics: str, last_event_id: str | None = None) -> Subscription:
     sub = hub.subscribe(*topics, last_event_id=last_event_id)
     assert await sub.prepare_stream()
@@ -309,21 +327,10 @@ async def test_an_id_ahead_of_this_process_waits_for_its_reader_and_resumes_exac
     a = await hubs()
     b = await hubs()
     # b's reader hands over what it read only when the test says so
-    client = backend_of(b)._client
-    xread = client.xread
-    hold = False
-    release = anyio.Event()
-
-    async def gated(*args: Any, **kwargs: Any) -> Any:
-        reply = await xread(*args, **kwargs)
-        if hold:
-            await release.wait()
-        return reply
-
-    monkeypatch.setattr(client, "xread", gated)
+    gate = ReaderGate(b, monkeypatch)
     watcher = await prepared(b, "news")
     ready(watcher)
-    hold = True
+    gate.hold = True
     e1 = await a.publish("news", tick(1))  # in Redis, not yet in b's log
     e2 = await a.publish("news", tick(2))
     late = b.subscribe("news", last_event_id=e1)
@@ -337,7 +344,7 @@ async def test_an_id_ahead_of_this_process_waits_for_its_reader_and_resumes_exac
             group.start_soon(prepare)
             await polled(lambda: b._topics["news"].changed is not None)  # it waits
             assert results == []  # for b's reader, not answering from a guess
-            release.set()
+            gate.release.set()
     assert results == [True]
     await reached(b, "news", e2)
     assert ids(ready(late)) == [e2]
@@ -383,29 +390,17 @@ async def test_a_resume_waiting_for_the_reader_ends_when_the_hub_stops(
 async def test_a_backlog_reaches_the_log_a_log_at_a_time_so_a_subscriber_keeps_up(
     hubs: Hubs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """BUG: `_Reader.feed` stops a batch only once the entries taken so far exceed
-    ``history_bytes`` (counting their ``h`` and ``t``, not the id line the log adds),
-    so a batch can be one frame more than the log holds: the log drops the batch's
-    first frame, and a subscriber that had read everything gets a Reset (overflow)."""
+    """A backlog bigger than the log (in bytes, id lines counted) is fed a log's worth
+    per batch: a subscriber that had read everything takes each batch in its turn and
+    never gets a Reset (once, the batch was one frame more than the log held)."""
     a = await hubs()
     b = await hubs(hub={"history_bytes": 1000})  # 3 frames of ~330 bytes
-    client = backend_of(b)._client
-    xread = client.xread
-    hold = False
-    release = anyio.Event()
-
-    async def gated(*args: Any, **kwargs: Any) -> Any:
-        reply = await xread(*args, **kwargs)
-        if hold:
-            await release.wait()
-        return reply
-
-    monkeypatch.setattr(client, "xread", gated)
+    gate = ReaderGate(b, monkeypatch)
     live = await prepared(b, "big")
     ready(live)
-    hold = True
+    gate.hold = True
     published = [await a.publish("big", "x" * 300) for _ in range(10)]  # one XREAD's worth
-    release.set()
+    gate.release.set()
     frames = await take(live, 10)  # a batch at a time, its turn between them: no Reset
     assert ids(frames) == published
     assert b.stats().resets == {}
@@ -617,12 +612,10 @@ async def test_closing_in_one_process_ends_the_topic_in_every_process(hubs: Hubs
 async def test_a_client_at_the_close_marker_gets_204_in_every_process(
     hubs: Hubs, raw: aioredis.Redis, redis_prefix: str
 ) -> None:
-    """BUG: the close marker's id is a head id in a process that attached after the
-    close (a Reset's resume_from, a composite cursor), but a process that followed the
-    topic when it closed never holds it: `locate` waits for its reader to reach it
-    (`_caught_up`), which raises HubUnavailable("the hub stopped") because the log is
-    closed; `prepare_stream` answers True (200, not 204) and `__anext__` retries
-    forever, one XRANGE per turn, while the client stays connected."""
+    """The close marker's id is a head id in a process that attached after the close
+    (a Reset's resume_from, a composite cursor); a process that followed the topic when
+    it closed never holds it, and must still answer that client 204 (once, it answered
+    200 and retried forever, one XRANGE per turn)."""
     a = await hubs()
     b = await hubs()
     await prepared(a, "news")  # a follows the topic when it closes
@@ -870,11 +863,10 @@ async def test_a_hub_stops_cleanly_while_redis_is_down(own_redis: RedisProcess) 
 async def test_the_first_publish_after_redis_came_back_is_stored(
     own_redis: RedisProcess, hubs: Hubs
 ) -> None:
-    """BUG: after a Redis restart the first command on an idle pooled connection fails
-    ("Connection closed by server"): redis-py 8 speaks RESP3 by default, and with
-    maintenance notifications on ("auto") its pool skips the check that would find a
-    connection the server closed; the backend's client never retries. So with Redis
-    back (its reader already reading again) a publish raises HubUnavailable."""
+    """After a Redis restart, the first publish on an idle pooled connection is stored
+    (redis-py 8's RESP3 pool with maintenance notifications skips the check that finds
+    a connection the server closed, and the backend never retries: its client speaks
+    RESP2)."""
     b = await hubs(own_redis.url(), **FAST)
     live = await prepared(b, "news")
     ready(live)
@@ -920,10 +912,9 @@ async def test_a_topic_key_of_another_type_is_refused_not_unavailable(
 async def test_a_key_of_another_type_does_not_stall_the_other_topics_of_its_reader(
     hubs: Hubs, raw: aioredis.Redis, redis_prefix: str
 ) -> None:
-    """BUG: one XREAD reads every topic of a reader, so one key that is no stream any
-    more makes every XREAD (and every recheck) fail with WRONGTYPE: the reader's other
-    topics get nothing, not even a Reset, until someone repairs the key (the first
-    event may still pass, in the XREAD that was blocked when the key changed)."""
+    """One XREAD reads every topic of a reader: a key that is no stream any more must
+    not make it fail with WRONGTYPE for all of them (the key is left out; its topic gets
+    a Reset)."""
     b = await hubs()
     good = await prepared(b, "good")
     ready(good)
@@ -995,13 +986,9 @@ async def test_a_hub_not_entered_says_so(redis_prefix: str) -> None:
 
 
 async def test_a_hub_stopped_from_another_task_ends_its_streams(redis_prefix: str) -> None:
-    """BUG: the backend enters its readers' task group in `start` and leaves it in
-    `stop`, so `hub.stop()` works only in the task, and at the cancel-scope depth,
-    where the hub was entered: from a request handler, an admin task, or under
-    `anyio.fail_after`, it raises RuntimeError ("Attempted to exit cancel scope in a
-    different task than it was entered in" / "...isn't the current tasks's current
-    cancel scope"). The memory backend has no such limit (README: `await hub.stop()`
-    ends them all)."""
+    """`hub.stop()` works from any task and under any cancel scope, as on the memory
+    backend (the readers' task group lives in a task of its own; entered in `start`
+    and left in `stop`, it raised RuntimeError about exiting a cancel scope)."""
     hub = Hub(backend=RedisStreamsBackend(REDIS_URL, prefix=redis_prefix))
     async with hub:
         sub = await prepared(hub, "news")

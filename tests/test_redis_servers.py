@@ -404,8 +404,9 @@ def test_a_burst_longer_than_the_history_reaches_subscribers_that_keep_up(
         assert notes(stream) == burst
 
 
-def blocked_connections(names: Sequence[str]) -> dict[str, int]:
-    """Per client name: how many of its connections are blocked in a command (flag b)."""
+def connections(names: Sequence[str], *, blocked: bool = False) -> dict[str, int]:
+    """Per client name: how many of its connections Redis lists (``blocked``: only those
+    blocked in a command, flag b)."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
@@ -415,22 +416,7 @@ def blocked_connections(names: Sequence[str]) -> dict[str, int]:
         client.close()
     counts = dict.fromkeys(names, 0)
     for entry in listed:
-        if entry["name"] in counts and "b" in entry["flags"]:
-            counts[entry["name"]] += 1
-    return counts
-
-
-def named_connections(names: Sequence[str]) -> dict[str, int]:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        listed = client.client_list()
-    finally:
-        client.close()
-    counts = dict.fromkeys(names, 0)
-    for entry in listed:
-        if entry["name"] in counts:
+        if entry["name"] in counts and (not blocked or "b" in entry["flags"]):
             counts[entry["name"]] += 1
     return counts
 
@@ -441,8 +427,8 @@ def test_blocking_reader_connections_do_not_grow_with_subscribers(
 ) -> None:
     servers, names = trio.servers, trio.names
     # redis-py names the connections as the URL says.
-    connections = named_connections(names)
-    assert all(connections.values()), connections
+    named = connections(names)
+    assert all(named.values()), named
     topics = [new_topic() for _ in range(4)]
     # A: one subscriber; B: 20 on 4 topics; C: 40 on 4 topics.
     streams = [subscribe(servers[0], clients, topics[0])]
@@ -451,20 +437,20 @@ def test_blocking_reader_connections_do_not_grow_with_subscribers(
     frames_until(streams, 1, "every priming frame")
     expected = dict.fromkeys(names, 1)  # one blocking XREAD per process
     wait_until(
-        lambda: blocked_connections(names) == expected,
+        lambda: connections(names, blocked=True) == expected,
         TIMEOUT,
-        f"one blocking reader per process (now {blocked_connections(names)})",
+        f"one blocking reader per process (now {connections(names, blocked=True)})",
     )
     # 20 more subscribers on A, on more topics: still one.
     more = [subscribe(servers[0], clients, topics[n % 4]) for n in range(20)]
     frames_until(more, 1, "the new priming frames")
     samples = []
     for _ in range(5):
-        wait_until(lambda: all(blocked_connections(names).values()), TIMEOUT, "the readers")
-        samples.append(blocked_connections(names))
+        wait_until(lambda: all(connections(names, blocked=True).values()), TIMEOUT, "the readers")
+        samples.append(connections(names, blocked=True))
         time.sleep(0.05)
     assert all(sample == expected for sample in samples), samples
-    print(f"\nconnections per process with 1/40/40 subscribers: {named_connections(names)}")
+    print(f"\nconnections per process with 1/40/40 subscribers: {connections(names)}")
 
 
 # -- uvicorn --workers 2 -----------------------------------------------------------------------
