@@ -5,18 +5,7 @@ that cleans up on disconnect and shutdown, an endpoint app and a middleware that
 into any ASGI framework, and a streaming test client (`asgi_sse.testing`).
 """
 
-from ._endpoint import SSEEndpoint, SSERequest
-from ._errors import (
-    ClientDisconnected,
-    HubFull,
-    HubUnavailable,
-    InvalidEventError,
-    SSEError,
-    StreamClosed,
-    TopicClosed,
-)
-from ._events import BaseEvent, event_stream
-from ._hub import (
+from ._hub.hub import (
     Hub,
     HubBackend,
     HubObserver,
@@ -26,15 +15,26 @@ from ._hub import (
     ResetInfo,
     Subscription,
 )
-from ._merge import Merged, buffered, merge
-from ._middleware import SSEMiddleware
-from ._observe import StreamObserver
-from ._parser import Comment, EventStreamParser, ParsedEvent
-from ._response import EventSourceResponse
-from ._resumable import ResumableMerge, resumable_merge
-from ._shutdown import GracefulShutdown, ShutdownSignal
+from ._protocol.errors import (
+    ClientDisconnected,
+    HubFull,
+    HubUnavailable,
+    InvalidEventError,
+    SSEError,
+    StreamClosed,
+    TopicClosed,
+)
+from ._protocol.events import BaseEvent, event_stream
+from ._protocol.parser import Comment, EventStreamParser, ParsedEvent
+from ._protocol.wire import ServerSentEvent
+from ._server.endpoint import SSEEndpoint, SSERequest
+from ._server.middleware import SSEMiddleware
+from ._server.observer import StreamObserver
+from ._server.response import EventSourceResponse
+from ._server.shutdown import GracefulShutdown, ShutdownSignal
+from ._streams.merge import Merged, buffered, merge
+from ._streams.resumable import ResumableMerge, resumable_merge
 from ._version import __version__
-from ._wire import ServerSentEvent
 
 __all__ = (
     "BaseEvent",

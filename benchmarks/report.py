@@ -403,7 +403,7 @@ TARGETS: tuple[Target, ...] = (
         True,
         "at the bound: a subscription adds ~0.7 KiB of RSS to an idle response (14.9 vs "
         "14.2 KiB in the idle table; tracemalloc counts ~400 B for the cursor itself, in "
-        "tests/test_hub.py): the Subscription object, its per-topic lists, the shared "
+        "tests/unit/hub/test_hub.py): the Subscription object, its per-topic lists, the shared "
         "wake-up's future per waiter",
     ),
 )

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/stress.py --scenario churn   # churn|idle|shutdown|frozen|fairness
     .venv/bin/python benchmarks/stress.py --scale 0.05          # a quick look at the tool itself
 
-Scenarios (each in a fresh server process, the app of tests/reliability_app.py, started
+Scenarios (each in a fresh server process, the app of tests/support/reliability_app.py, started
 with a small SO_SNDBUF and ``--timeout-graceful-shutdown 2``):
 - churn: 10,000 connect/disconnect cycles at random points (before the request ends,
   after the headers, mid-frame; by FIN, close or RST): no task, stream or cleanup
@@ -16,7 +16,7 @@ with a small SO_SNDBUF and ``--timeout-graceful-shutdown 2``):
 - fairness: 100,000 ready events on one connection (a plain generator, then merge())
   delay a 50 Hz stream on another by at most 50 ms.
 
-The drivers are those of tests/test_reliability.py (which runs them at CI size). The
+The drivers are those of tests/integration/test_reliability.py (which runs them at CI size). The
 exit code is 1 when a figure misses its bound. A full run (every scenario, scale 1)
 writes its table into benchmarks/RESULTS.md ("Reliability at full size"), which
 benchmarks/run.py keeps when it rewrites the file. Do not run it while benchmarks/run.py
@@ -38,8 +38,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # procs.py, and the tests package
 from procs import raise_nofile_limit  # noqa: E402
 from report import write_stress_section  # noqa: E402
 
-from tests.reliability_app import serving  # noqa: E402
-from tests.test_reliability import (  # noqa: E402
+from tests.integration.test_reliability import (  # noqa: E402
     GRACE,
     SEND_TIMEOUT,
     run_churn,
@@ -48,6 +47,7 @@ from tests.test_reliability import (  # noqa: E402
     run_idle,
     run_shutdown,
 )
+from tests.support.reliability_app import serving  # noqa: E402
 
 Row = tuple[str, str, str, str, bool]  # scenario, figure, measured, bound, within it
 

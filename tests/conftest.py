@@ -20,7 +20,7 @@ def typed_frames_fit_their_schema() -> Iterator[None]:
     """Every frame the suite decodes into a typed event with the test client must fit
     that class's JSON Schema (`asgi_sse.schema.event_schema`), ``data`` included."""
     from asgi_sse.testing import TestStream
-    from tests.schemacheck import check_typed_frame
+    from tests.support.schemacheck import check_typed_frame
 
     original = TestStream._decode
 

@@ -1,0 +1,227 @@
+"""The implementation of `asgi_sse.otel` (whose docstring is the user's guide)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .._hub.hub import Hub, HubObserver
+from .._server.observer import StreamObserver
+
+try:
+    from opentelemetry import metrics as otel_metrics
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
+    raise ImportError(
+        "asgi_sse.otel needs opentelemetry-api: pip install 'asgi-sse[otel]'"
+    ) from exc
+
+from .._version import __version__
+
+__all__ = ("SSEMetrics",)
+
+Labeler = Mapping[str, str] | Callable[[str], "str | None"]
+RouteLabeler = Mapping[str, str] | Callable[[Mapping[str, Any]], "str | None"]
+
+
+class SSEMetrics(StreamObserver, HubObserver):
+    """OpenTelemetry instruments fed by the response and hub hooks (see the module).
+
+    ``meter_provider``: where the instruments come from (the global one by default).
+    ``topics``: topic name -> label (``topic`` attribute) for the hub's instruments;
+    ``routes``: ``scope["path"]`` -> label, or a function of the scope (``route``
+    attribute) for the connections'. ``lag_every``: one event in that many of each
+    topic has its delivery lag measured (0: none).
+    """
+
+    def __init__(
+        self,
+        meter_provider: MeterProvider | None = None,
+        *,
+        topics: Labeler | None = None,
+        routes: RouteLabeler | None = None,
+        lag_every: int = 100,
+    ) -> None:
+        if isinstance(lag_every, bool) or not isinstance(lag_every, int) or lag_every < 0:
+            raise ValueError(f"lag_every must be an int >= 0, got {lag_every!r}")
+        self.lag_every = lag_every
+        self._topics = topics
+        self._routes = routes
+        meter = otel_metrics.get_meter("asgi_sse", __version__, meter_provider=meter_provider)
+        self._meter = meter
+        self._open = meter.create_up_down_counter(
+            "asgi_sse.connections.open", unit="{connection}", description="Open event streams"
+        )
+        self._closed = meter.create_counter(
+            "asgi_sse.connections.closed",
+            unit="{connection}",
+            description="Event streams ended, by reason",
+        )
+        self._duration = meter.create_histogram(
+            "asgi_sse.connection.duration", unit="s", description="How long streams lasted"
+        )
+        self._events = meter.create_counter(
+            "asgi_sse.events.sent", unit="{event}", description="Events sent (at each end)"
+        )
+        self._bytes = meter.create_counter(
+            "asgi_sse.bytes.sent", unit="By", description="Bytes of events sent (at each end)"
+        )
+        self._published = meter.create_counter(
+            "asgi_sse.hub.published", unit="{event}", description="Events published to a hub"
+        )
+        self._published_size = meter.create_counter(
+            "asgi_sse.hub.published.size", unit="By", description="Bytes of events published"
+        )
+        self._subscriptions = meter.create_counter(
+            "asgi_sse.hub.subscriptions",
+            unit="{subscription}",
+            description="Hub subscriptions started, by how they resumed",
+        )
+        self._ended = meter.create_counter(
+            "asgi_sse.hub.subscriptions.ended",
+            unit="{subscription}",
+            description="Hub subscriptions ended, by reason",
+        )
+        self._resets = meter.create_counter(
+            "asgi_sse.hub.resets", unit="{event}", description="Reset events sent, by reason"
+        )
+        self._lag = meter.create_histogram(
+            "asgi_sse.hub.delivery_lag",
+            unit="s",
+            description="From publish to a subscriber taking the event (sampled)",
+        )
+        self._hubs: list[Hub] = []
+        self._backends: list[Any] = []
+        self._hub_instruments = False
+        self._backend_instruments = False
+
+    # -- labels -------------------------------------------------------------------------
+
+    def _topic_attributes(self, topics: Iterable[str]) -> dict[str, str]:
+        labeler = self._topics
+        if labeler is None:
+            return {}
+        labels = []
+        for topic in topics:
+            label = labeler.get(topic) if isinstance(labeler, Mapping) else labeler(topic)
+            if label is not None:
+                labels.append(label)
+        return {"topic": ",".join(sorted(set(labels)))} if labels else {}
+
+    def _route_attributes(self, scope: Mapping[str, Any]) -> dict[str, str]:
+        labeler = self._routes
+        if labeler is None:
+            return {}
+        if isinstance(labeler, Mapping):
+            label = labeler.get(str(scope.get("path", "")))
+        else:
+            label = labeler(scope)
+        return {} if label is None else {"route": label}
+
+    # -- responses (StreamObserver) -------------------------------------------------------
+
+    def on_open(self, scope: Mapping[str, Any]) -> None:
+        self._open.add(1, self._route_attributes(scope))
+
+    def on_close(
+        self, scope: Mapping[str, Any], reason: str, events: int, size: int, seconds: float
+    ) -> None:
+        attributes = self._route_attributes(scope)
+        self._open.add(-1, attributes)
+        self._closed.add(1, {**attributes, "reason": reason})
+        self._duration.record(seconds, attributes)
+        if events:
+            self._events.add(events, attributes)
+        if size:
+            self._bytes.add(size, attributes)
+
+    # -- hubs (HubObserver) ---------------------------------------------------------------
+
+    def on_publish(self, topic: str, event_id: str, size: int) -> None:
+        attributes = self._topic_attributes((topic,))
+        self._published.add(1, attributes)
+        self._published_size.add(size, attributes)
+
+    def on_subscribe(self, topics: tuple[str, ...], how: str) -> None:
+        self._subscriptions.add(1, {**self._topic_attributes(topics), "how": how})
+
+    def on_reset(self, topics: tuple[str, ...], reason: str) -> None:
+        self._resets.add(1, {**self._topic_attributes(topics), "reason": reason})
+
+    def on_end(self, topics: tuple[str, ...], reason: str, events: int, size: int) -> None:
+        self._ended.add(1, {**self._topic_attributes(topics), "reason": reason})
+
+    def on_lag(self, topic: str, seconds: float) -> None:
+        self._lag.record(max(0.0, seconds), self._topic_attributes((topic,)))
+
+    # -- observed instruments -------------------------------------------------------------
+
+    def instrument_hub(self, hub: Hub) -> Hub:
+        """Make this the hub's observer and observe its live counters (subscribers,
+        topics, delivered events and bytes); returns the hub."""
+        hub.observer = self
+        self._hubs.append(hub)
+        if not self._hub_instruments:
+            self._hub_instruments = True
+            meter = self._meter
+            meter.create_observable_up_down_counter(
+                "asgi_sse.hub.subscribers",
+                callbacks=[self._observe_hubs("subscribers")],
+                unit="{subscriber}",
+                description="Open hub subscriptions",
+            )
+            meter.create_observable_up_down_counter(
+                "asgi_sse.hub.topics",
+                callbacks=[self._observe_hubs("topics")],
+                unit="{topic}",
+                description="Topics a hub holds",
+            )
+            meter.create_observable_counter(
+                "asgi_sse.hub.delivered.events",
+                callbacks=[self._observe_hubs("delivered_events")],
+                unit="{event}",
+                description="Events handed to subscribers",
+            )
+            meter.create_observable_counter(
+                "asgi_sse.hub.delivered.bytes",
+                callbacks=[self._observe_hubs("delivered_bytes")],
+                unit="By",
+                description="Bytes handed to subscribers",
+            )
+        return hub
+
+    def _observe_hubs(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            total = sum(getattr(hub.stats(), field) for hub in self._hubs)
+            return [Observation(total)]
+
+        return observe
+
+    def instrument_backend(self, backend: Any) -> Any:
+        """Observe a backend's ``reconnects`` and ``gaps`` counters (the Redis Streams
+        backend has them); returns the backend."""
+        for name in ("reconnects", "gaps"):
+            if not isinstance(getattr(backend, name, None), int):
+                raise TypeError(f"{type(backend).__name__} has no {name} counter")
+        self._backends.append(backend)
+        if not self._backend_instruments:
+            self._backend_instruments = True
+            self._meter.create_observable_counter(
+                "asgi_sse.redis.reconnects",
+                callbacks=[self._observe_backends("reconnects")],
+                unit="{reconnect}",
+                description="Times the backend's readers reconnected to Redis",
+            )
+            self._meter.create_observable_counter(
+                "asgi_sse.redis.gaps",
+                callbacks=[self._observe_backends("gaps")],
+                unit="{gap}",
+                description="Gaps met: events trimmed or lost before this process read them",
+            )
+        return backend
+
+    def _observe_backends(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(sum(getattr(backend, field) for backend in self._backends))]
+
+        return observe

@@ -1,0 +1,67 @@
+"""What an event stream is: the items it may yield, and the protocols by which a stream
+tells the response more than `__anext__` does (items ready now, work before the start).
+
+The contract between producers (the user's generators, `merge()`, hub subscriptions) and
+the server layer, which is why it lives below both. Type aliases and protocols only;
+imports the wire and events modules, nothing async.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from typing import Any, Protocol, TypeAlias, TypeVar
+
+from .events import BaseEvent
+from .wire import ServerSentEvent
+
+__all__ = ("EventStream", "Item", "Preparable", "ReadyItems")
+
+T_co = TypeVar("T_co", covariant=True)
+
+#: What a stream may yield: typed events, wire events, a plain str (sent as `data`), or
+#: bytes that are already one or more complete frames (e.g. encoded once for many
+#: subscribers).
+Item: TypeAlias = BaseEvent[Any] | ServerSentEvent | str | bytes
+#: What `EventSourceResponse` streams: any async iterable of items.
+EventStream: TypeAlias = AsyncIterable[Item]
+
+
+class ReadyItems(Protocol[T_co]):
+    """An async iterator that can also say which items are ready right now.
+
+    `EventSourceResponse` sends every item that `next_nowait()` hands out in the same
+    `send` as the one it waited for (up to a batch size), so a subscriber that fell
+    behind, or a burst of merged sources, costs one write instead of one per event.
+    `merge()`, `buffered()` and hub subscriptions implement it; implement it on your own
+    iterators to get the same. An iterator may also offer ``next_ready()``, which
+    returns None instead of raising when nothing is ready (no exception per batch: the
+    response prefers it).
+    """
+
+    def __aiter__(self) -> ReadyItems[T_co]: ...
+
+    async def __anext__(self) -> T_co: ...
+
+    def next_nowait(self) -> T_co:
+        """The next item if it is ready now, without waiting.
+
+        Raises:
+            anyio.WouldBlock: when no item is ready.
+            StopAsyncIteration: when the iterator is exhausted.
+        """
+        ...
+
+
+class Preparable(Protocol):
+    """A stream that must do some work before the response starts, and may find that it
+    has nothing to send at all (a hub subscription to a closed topic).
+
+    `EventSourceResponse` awaits `prepare_stream()` before it sends any header: False
+    makes it answer 204 No Content - the one answer that makes a browser's EventSource
+    stop reconnecting - and an exception makes it answer 500 (logged). Every adapter
+    (`SSEEndpoint`, `SSEMiddleware`, the Starlette response) goes through it.
+    """
+
+    async def prepare_stream(self) -> bool:
+        """True to stream; False: nothing to send, answer 204 No Content."""
+        ...

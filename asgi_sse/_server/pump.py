@@ -1,0 +1,111 @@
+"""The pump: the request task takes items from the user's stream and sends them.
+
+The rule it may never break: **the stream runs as it would in a task of its own.**
+The pump asks for the next item with a plain ``await anext(...)`` (an ``async for``)
+and sends only while the stream is suspended at its ``yield``; it never starts a step
+of the stream and then awaits anything else while that step is parked. So the stream's
+own cancel scopes, deadlines, ``asyncio.timeout``/``wait_for`` and shields behave
+exactly as written, and no error of the transport is ever raised inside the stream:
+the stream is closed at its ``yield`` (``GeneratorExit``), or cancelled at its own
+``await`` by the response's cancel scope - as a task would be cancelled.
+
+Batching follows from the rule: only what is honestly ready goes out together - the
+items an iterator hands out through ``next_ready()`` or ``next_nowait()`` (`merge()`,
+hub subscriptions; see `asgi_sse.types.ReadyItems`) and bytes the stream joined
+itself. A plain generator's items go out one `send` each.
+
+Imports the items and the connection; no framework.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+
+from .._protocol.errors import InvalidEventError
+from .._protocol.stream import EventStream, Item
+from .._streams.merge import close_stream
+from .connection import Connection
+from .items import encode_item
+
+__all__ = ("BATCH_BYTES", "close_stream", "pump")
+
+_log = logging.getLogger("asgi_sse")
+
+#: Ready items are joined into one send up to about this many bytes.
+BATCH_BYTES = 64 * 1024
+
+
+async def pump(stream: EventStream, conn: Connection) -> None:
+    """Send every item of ``stream`` through ``conn``, then close the stream.
+
+    Raises what the stream raises, and what the server's send raises.
+    """
+    iterator: AsyncIterator[Item] = aiter(stream)
+    send_frames = conn.send_frames
+    next_ready = _ready_items(iterator)
+    try:
+        if next_ready is None:
+            async for item in iterator:
+                body = item if type(item) is bytes else _encode(item)
+                if body:
+                    await send_frames(body)
+        else:
+            async for item in iterator:
+                body = item if type(item) is bytes else _encode(item)
+                body = _with_ready(body, next_ready)
+                if body:
+                    await send_frames(body)
+    finally:
+        # Inside the (possibly cancelled) response scope: a stream parked at its yield
+        # gets GeneratorExit and runs its finally, as one parked at an await gets the
+        # cancellation.
+        await close_stream(iterator)
+
+
+def _encode(item: Item) -> bytes:
+    try:
+        return encode_item(item)
+    except InvalidEventError as exc:
+        # A bad value in one event (a lone surrogate from a broken decoder) must not end
+        # the delivery of every event after it: this one is left out, and said so.
+        _log.error("asgi_sse: an event was not sent: %s", exc)
+        return b""
+
+
+def _ready_items(iterator: object) -> Callable[[], Item | None] | None:
+    """How to ask ``iterator`` for an item that is ready now: its `next_ready()` (None
+    when nothing is), or its `next_nowait()` (which raises instead); None if neither."""
+    next_ready: Callable[[], Item | None] | None = getattr(iterator, "next_ready", None)
+    if next_ready is not None:
+        return next_ready
+    next_nowait: Callable[[], Item] | None = getattr(iterator, "next_nowait", None)
+    if next_nowait is None:
+        return None
+
+    def ready() -> Item | None:
+        try:
+            return next_nowait()
+        except anyio.WouldBlock:
+            return None
+
+    return ready
+
+
+def _with_ready(first: bytes, next_ready: Callable[[], Item | None]) -> bytes:
+    """`first` plus the frames of every item that is ready now, up to BATCH_BYTES."""
+    frames = [first]
+    size = len(first)
+    while size < BATCH_BYTES:
+        try:
+            item = next_ready()
+        except StopAsyncIteration:  # the end: the next __anext__ says so again
+            break
+        if item is None:
+            break
+        frame = item if type(item) is bytes else _encode(item)
+        frames.append(frame)
+        size += len(frame)
+    return first if len(frames) == 1 else b"".join(frames)

@@ -1,0 +1,140 @@
+"""resumable_merge(): merge keyed sources so that one `Last-Event-ID` resumes each of them.
+
+Two merged streams that number their events from 0 give a client ids that collide: "3"
+from one source says nothing about the other. Here every source has a name and is a
+function of where to start (its own last id, or None), and every event that goes out
+carries a cursor of all sources' positions as its id (the format of `_cursor`: a key
+derived from each name, then that source's id). On reconnect the cursor is split again
+and each source restarts from its own position.
+
+Imports the wire, events, cursor and merge layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from types import TracebackType
+from typing import Generic, TypeVar
+
+from .._protocol.cursor import TOKEN, format_cursor, parse_cursor, source_key
+from .._protocol.errors import InvalidEventError
+from .._protocol.events import BaseEvent
+from .._protocol.wire import ServerSentEvent
+from .merge import Merged, close_stream
+
+__all__ = ("ResumableMerge", "resumable_merge")
+
+T = TypeVar("T")
+
+
+class ResumableMerge(Generic[T]):
+    """The merged stream returned by `resumable_merge()` (use it like `merge()`)."""
+
+    __slots__ = ("_cursor", "_merged", "_starts")
+
+    def __init__(
+        self,
+        sources: Mapping[str, Callable[[str | None], AsyncIterable[T]]],
+        last_event_id: str | None,
+        buffer: int,
+    ) -> None:
+        if not sources:
+            raise ValueError("resumable_merge() needs at least one source")
+        entries = parse_cursor(last_event_id) if last_event_id else None
+        entries = entries or {}
+        self._cursor: dict[str, str] = {}
+        tagged = []
+        for name, start in sources.items():
+            key = source_key(name)
+            position = entries.get(key)
+            if position is not None:
+                self._cursor[key] = position
+            tagged.append(_tagged(key, start, position))
+        self._merged: Merged[tuple[str, T]] = Merged(tuple(tagged), buffer)
+        self._starts = {name: entries.get(source_key(name)) for name in sources}
+
+    @property
+    def starts(self) -> dict[str, str | None]:
+        """Where each source was asked to start (its last id, or None)."""
+        return dict(self._starts)
+
+    async def __aenter__(self) -> ResumableMerge[T]:
+        await self._merged.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        return await self._merged.__aexit__(exc_type, exc, traceback)
+
+    def __aiter__(self) -> ResumableMerge[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        key, item = await self._merged.__anext__()
+        return self._with_cursor(key, item)
+
+    def next_nowait(self) -> T:
+        """The next item if one is ready now (see `Merged.next_nowait`)."""
+        key, item = self._merged.next_nowait()
+        return self._with_cursor(key, item)
+
+    async def aclose(self) -> None:
+        await self._merged.aclose()
+
+    def _with_cursor(self, key: str, item: T) -> T:
+        event_id = getattr(item, "id", None)
+        if event_id is None or not isinstance(item, (BaseEvent, ServerSentEvent)):
+            return item  # no position to record: sent as it is
+        position = str(event_id)
+        if not TOKEN.fullmatch(position):
+            raise InvalidEventError(
+                f"a resumable source's event id must be letters, digits, '_' or '-' (up to "
+                f"40), got {position!r}: it goes into the cursor"
+            )
+        self._cursor[key] = position
+        cursor = format_cursor(self._cursor)
+        if isinstance(item, BaseEvent):
+            return item.model_copy(update={"id": cursor})
+        return ServerSentEvent(  # type: ignore[return-value]
+            item.data, event=item.event, id=cursor, retry=item.retry, comment=item.comment
+        )
+
+
+async def _tagged(
+    key: str, start: Callable[[str | None], AsyncIterable[T]], position: str | None
+) -> AsyncIterator[tuple[str, T]]:
+    source = start(position)
+    iterator: AsyncIterator[T] = aiter(source)
+    try:
+        async for item in iterator:
+            yield key, item
+    finally:
+        await close_stream(iterator)
+
+
+def resumable_merge(
+    sources: Mapping[str, Callable[[str | None], AsyncIterable[T]]],
+    *,
+    last_event_id: str | None = None,
+    buffer: int = 0,
+) -> ResumableMerge[T]:
+    """Merge named sources so that a reconnecting client resumes every one of them.
+
+    Each source is a function ``start(last_id) -> stream``: called with the id of the
+    last event of that source the client received (None on a first connection), it
+    returns the stream from just after it. Every event sent carries a cursor of all
+    sources' ids as its own id; pass the client's `Last-Event-ID` (``request.
+    last_event_id``) back as ``last_event_id``. Source ids must be letters, digits,
+    ``_`` or ``-`` (up to 40 characters); events without an id go out as they are.
+    A malformed cursor starts every source afresh; a cursor that misses a source
+    starts that one afresh. Otherwise it behaves like `merge()`.
+
+    Raises:
+        ValueError: no source, or a negative ``buffer``.
+        InvalidEventError: while streaming, a source event's id cannot go into a cursor.
+    """
+    return ResumableMerge(sources, last_event_id, buffer)

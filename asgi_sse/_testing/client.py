@@ -1,0 +1,293 @@
+"""The implementation of `asgi_sse.testing` (whose docstring is the user's guide)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+from urllib.parse import unquote
+
+import anyio
+
+from .._protocol.errors import StreamClosed
+from .._protocol.events import BaseEvent
+from .._protocol.parser import Comment, EventStreamParser, ParsedEvent
+from .._util.asgi import ASGIReceiveEvent, ASGISendEvent
+
+__all__ = ("ASGIStreamTransport", "StreamClosed", "TestStream", "connect")
+
+E = TypeVar("E", bound=BaseEvent[Any])
+
+if TYPE_CHECKING:
+    from .transport import ASGIStreamTransport
+
+
+def __getattr__(name: str) -> Any:
+    # httpx is imported only by those who use the transport.
+    if name == "ASGIStreamTransport":
+        from .transport import ASGIStreamTransport
+
+        return ASGIStreamTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class TestStream:
+    """One streaming response of an app under test. Made by `connect()`."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.messages: list[ASGISendEvent] = []
+        self.comments: list[str] = []
+        self.complete = False  # the final `more_body=False` body was sent
+        self.finished = False  # the app returned (or raised)
+        self.exception: BaseException | None = None
+        self._items: deque[ParsedEvent | Comment] = deque()
+        self._parser = EventStreamParser()
+        self._changed = anyio.Event()
+        self._disconnect = anyio.Event()
+        self._unfrozen = anyio.Event()
+        self._unfrozen.set()
+        self._done = anyio.Event()
+
+    # -- reading ------------------------------------------------------------------
+
+    def header(self, name: str) -> str | None:
+        """The first value of a response header (case-insensitive), or None."""
+        name = name.lower()
+        return next((value for key, value in self.headers if key == name), None)
+
+    @property
+    def last_event_id(self) -> str:
+        """The last event id the stream set so far (what a browser would resend)."""
+        return self._parser.last_event_id
+
+    async def wait_started(self, timeout: float = 5.0) -> None:
+        """Wait for the response headers."""
+        await self._wait(lambda: self.status is not None or self.finished, timeout)
+        if self.status is None:
+            raise StreamClosed("the app finished without sending a response")
+
+    @overload
+    async def next_event(
+        self, event_type: None = None, *, timeout: float = 5.0
+    ) -> ParsedEvent: ...
+    @overload
+    async def next_event(self, event_type: type[E], *, timeout: float = 5.0) -> E: ...
+    async def next_event(
+        self, event_type: type[E] | None = None, *, timeout: float = 5.0
+    ) -> ParsedEvent | E:
+        """The next dispatched event (comments skip into `comments`).
+
+        With ``event_type`` (a `BaseEvent` subclass) the event is checked to carry that
+        class's event name and decoded into it.
+
+        Raises:
+            TimeoutError: when nothing arrives within ``timeout`` seconds.
+            StreamClosed: when the response ends first.
+            AssertionError: when the event name is not the expected one (raised, not
+                asserted: it holds under ``python -O`` too).
+        """
+        while True:
+            item = await self.next_item(timeout=timeout)
+            if isinstance(item, ParsedEvent):
+                break
+        if event_type is None:
+            return item
+        expected = event_type.event_name or "message"
+        if item.event != expected:
+            raise AssertionError(f"expected a {expected!r} event, got {item!r}")
+        return self._decode(event_type, item)
+
+    def _decode(self, event_type: type[E], item: ParsedEvent) -> E:
+        # (One place where a frame becomes a typed event: the suite checks each one
+        # against its class's schema here, tests/conftest.py.)
+        return event_type.decode(item.data, id=item.id or None)
+
+    async def next_item(self, *, timeout: float = 5.0) -> ParsedEvent | Comment:
+        """The next event or comment, in stream order."""
+        await self._wait(lambda: bool(self._items) or self.complete or self.finished, timeout)
+        if self._items:
+            return self._items.popleft()
+        raise StreamClosed(
+            "the stream ended" + (f": {self.exception!r}" if self.exception else "")
+        )
+
+    async def events(self, count: int, *, timeout: float = 5.0) -> list[ParsedEvent]:
+        """The next ``count`` events."""
+        return [await self.next_event(timeout=timeout) for _ in range(count)]
+
+    def json(self, event: ParsedEvent) -> Any:
+        """`event.data` parsed as JSON."""
+        return json.loads(event.data)
+
+    async def __aiter__(self) -> AsyncIterator[ParsedEvent]:
+        while True:
+            try:
+                yield await self.next_event(timeout=math.inf)
+            except StreamClosed:
+                return
+
+    # -- acting -------------------------------------------------------------------
+
+    async def disconnect(self, *, timeout: float = 5.0) -> None:
+        """Leave like a browser closing the tab, and wait for the app to finish."""
+        self._leave()
+        await self.wait_finished(timeout=timeout)
+
+    async def wait_finished(self, *, timeout: float = 5.0) -> None:
+        """Wait for the app to return (raises TimeoutError if it does not)."""
+        await self._wait(lambda: self.finished, timeout)
+
+    def freeze(self) -> None:
+        """Stop reading: every further `send` of the app blocks (a frozen client)."""
+        self._unfrozen = anyio.Event()
+
+    def unfreeze(self) -> None:
+        self._unfrozen.set()
+
+    # -- the ASGI side ------------------------------------------------------------
+
+    async def _wait(self, condition: Any, timeout: float) -> None:
+        with anyio.fail_after(timeout):
+            while not condition():
+                changed = self._changed
+                await changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _leave(self) -> None:
+        self._disconnect.set()
+        self._unfrozen.set()
+        self._notify()
+
+    async def _receive_after_request(self) -> ASGIReceiveEvent:
+        # ASGI: `http.disconnect` once the client left - or once the response is complete
+        # (apps such as Quart wait for it before they return).
+        await self._wait(lambda: self._disconnect.is_set() or self.complete, math.inf)
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: ASGISendEvent) -> None:
+        await self._unfrozen.wait()
+        if self._disconnect.is_set():
+            raise OSError("client disconnected")  # ASGI 2.4 behaviour
+        self.messages.append(message)
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = [
+                (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in message["headers"]
+            ]
+        elif message["type"] == "http.response.body":
+            items = self._parser.feed(message["body"])
+            if not message.get("more_body", False):
+                items += self._parser.close()
+                self.complete = True
+            for item in items:
+                if isinstance(item, Comment):
+                    self.comments.append(item.text)
+                self._items.append(item)
+        self._notify()
+
+
+@asynccontextmanager
+async def connect(
+    app: Any,
+    path: str = "/",
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    body: bytes = b"",
+    last_event_id: str | None = None,
+    root_path: str = "",
+    scope_extra: Mapping[str, Any] | None = None,
+    finish_timeout: float = 5.0,
+    raise_app_exceptions: bool = True,
+) -> AsyncIterator[TestStream]:
+    """Open an event stream to ``app`` in-process and yield a `TestStream`.
+
+    Leaving the block disconnects (if the app still runs) and waits up to
+    ``finish_timeout`` seconds for the app to return; an exception the app raised is
+    re-raised there unless ``raise_app_exceptions`` is false.
+
+    Raises:
+        TimeoutError: when the app does not finish after the disconnect.
+    """
+    raw_path, _, query = path.partition("?")
+    pairs = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in (headers.items() if isinstance(headers, Mapping) else headers)
+    ]
+    if last_event_id is not None:
+        # As a browser sends it: UTF-8 encoded (WHATWG HTML 9.2.4).
+        pairs.append((b"last-event-id", last_event_id.encode("utf-8")))
+    pairs.append((b"host", b"testserver"))
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": method.upper(),
+        "scheme": "http",
+        "path": root_path + unquote(raw_path),
+        "raw_path": (root_path + raw_path).encode(),
+        "query_string": query.encode(),
+        "root_path": root_path,
+        "headers": pairs,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "extensions": {},
+        "state": {},
+    }
+    scope.update(scope_extra or {})
+    stream = TestStream()
+    body_sent = False
+
+    async def receive() -> ASGIReceiveEvent:
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await stream._receive_after_request()
+
+    async def run_app() -> None:
+        try:
+            await app(scope, receive, stream._send)
+        except BaseException as exc:
+            stream.exception = exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            stream.finished = True
+            stream._notify()
+
+    # Note: errors are kept and raised after the task group, so that a failing assert
+    # in the test body comes out as itself, not wrapped in an ExceptionGroup.
+    body_error: Exception | None = None
+    timed_out = False
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(run_app)
+        try:
+            yield stream
+        except Exception as exc:
+            body_error = exc
+        if not stream.finished:
+            stream._leave()
+            with anyio.move_on_after(finish_timeout):
+                while not stream.finished:
+                    await stream._changed.wait()
+            if not stream.finished:
+                timed_out = True
+                task_group.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
+    if timed_out:
+        msg = f"the app did not finish within {finish_timeout}s after the client disconnected"
+        raise TimeoutError(msg)
+    if raise_app_exceptions and stream.exception is not None:
+        raise stream.exception
