@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar, ove
 import anyio
 from pydantic import ValidationError
 
-from .._hub.hub import Reset
 from .._protocol.errors import SSEError
 from .._protocol.events import BaseEvent
 from .._protocol.parser import Comment, EventStreamParser, ParsedEvent
+from .._protocol.reset import Reset
 
 try:
     import httpx

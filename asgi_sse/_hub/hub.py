@@ -33,7 +33,6 @@ from typing import Any, Literal, Protocol
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-from pydantic import BaseModel
 
 from .._protocol.cursor import (
     format_cursor,
@@ -43,9 +42,18 @@ from .._protocol.cursor import (
     parse_position,
     source_key,
 )
-from .._protocol.errors import HubFull, HubUnavailable, InvalidEventError, TopicClosed
+from .._protocol.errors import HubFull, HubUnavailable, TopicClosed
 from .._protocol.events import BaseEvent
-from .._protocol.wire import ServerSentEvent, encode_comment
+from .._protocol.frames import (
+    IdFrame,
+    frame_id,
+    frame_with_id,
+    priming_frame,
+    split_at_id,
+    with_other_id,
+)
+from .._protocol.reset import Reset, ResetInfo, ResetReason
+from .._protocol.wire import ServerSentEvent
 from .._util.asgi import AnyReceive, AnyScope, AnySend, ASGIApp
 from .._util.lifespan import answer_lifespan
 
@@ -68,26 +76,7 @@ _log = logging.getLogger("asgi_sse")
 #: holds, then live.
 EARLIEST = "earliest"
 
-ResetReason = Literal["gone", "unknown", "malformed", "overflow"]
 OverflowPolicy = Literal["reset", "disconnect"]
-
-
-class ResetInfo(BaseModel):
-    """Why a stream could not resume where the client stopped, and where it goes on."""
-
-    #: ``gone``: the log no longer holds the client's position; ``unknown``: the id is
-    #: from another epoch (a restart) or from the future; ``malformed``: not an id of
-    #: this hub; ``overflow``: the client fell out of the log while connected.
-    reason: ResetReason
-    #: The topics concerned.
-    topics: list[str]
-    #: The id the stream goes on from (the head): the frame's own id.
-    resume_from: str
-
-
-class Reset(BaseEvent[ResetInfo], event="reset"):
-    """Sent instead of a replay that cannot be exact: events were missed. Refetch your
-    state, then follow the live events after it."""
 
 
 @dataclass
@@ -132,33 +121,6 @@ class HubObserver:
         publishing Redis server's clock)."""
 
 
-def _frame_parts(item: BaseEvent[Any] | ServerSentEvent | str) -> tuple[bytes, bytes]:
-    """The frame of ``item`` split where the hub puts its `id:` line (after the comment
-    and event lines, before the data: the wire's field order)."""
-    if isinstance(item, BaseEvent):
-        if item.id is not None:
-            raise InvalidEventError(
-                f"the hub assigns event ids; publish the {type(item).__name__} without id="
-            )
-        encoded = item.encode()
-        prefix = type(item)._sse_prefix
-        return prefix, encoded[len(prefix) :]
-    if isinstance(item, str):
-        item = ServerSentEvent(item)
-    if not isinstance(item, ServerSentEvent):
-        msg = f"publish a BaseEvent, a ServerSentEvent or a str, not {type(item).__name__}"
-        raise TypeError(msg)
-    if item.id is not None:
-        raise InvalidEventError("the hub assigns event ids; publish the event without id=")
-    if item.data is None:
-        raise InvalidEventError("publish an event with data: clients dispatch nothing else")
-    head = b"" if item.comment is None else encode_comment(item.comment)
-    if item.event is not None:
-        head += b"event: " + item.event.encode() + b"\n"
-    encoded = item.encode()
-    return encoded[: len(head)], encoded[len(head) :]
-
-
 #: `TopicLog.gap` of a log that never lost an event.
 NO_GAP = -(1 << 62)
 
@@ -200,7 +162,7 @@ class TopicLog:
         self.limit = limit
         self.limit_bytes = limit_bytes
         # (frame, where its id line starts, where it ends)
-        self.frames: deque[tuple[bytes, int, int]] = deque()
+        self.frames: deque[IdFrame] = deque()
         self.first = 1  # the sequence of frames[0] (head + 1 when empty)
         self.head = 0  # the sequence of the newest event; 0: none yet
         self.size = 0  # bytes in frames
@@ -229,22 +191,21 @@ class TopicLog:
             return format_position(self.epoch, sequence)
         if sequence < self.first:
             return self.floor
-        frame, id_start, id_end = self.frames[sequence - self.first]
-        return frame[id_start + 4 : id_end - 1].decode()
+        return frame_id(self.frames[sequence - self.first])
 
     def head_id(self) -> str:
         return self.position(self.head)
 
-    def frame(self, sequence: int) -> tuple[bytes, int, int]:
+    def frame(self, sequence: int) -> IdFrame:
         return self.frames[sequence - self.first]
 
     def append(self, event_id: str, head: bytes, tail: bytes) -> bytes:
         """Add an event under ``event_id`` (the next sequence), trim, wake subscribers;
         returns the frame every single-topic subscriber sends."""
-        id_line = b"id: " + event_id.encode() + b"\n"
-        frame = head + id_line + tail
+        stored = frame_with_id(head, event_id, tail)
+        frame = stored[0]
         frames = self.frames
-        frames.append((frame, len(head), len(head) + len(id_line)))
+        frames.append(stored)
         self.head += 1
         self.size += len(frame)
         while len(frames) > self.limit or (self.size > self.limit_bytes and len(frames) > 1):
@@ -562,7 +523,7 @@ class Hub:
         log = self._topic(topic)
         if log.closed:
             raise TopicClosed(f"topic {topic!r} was closed")
-        head, tail = _frame_parts(event)
+        head, tail = split_at_id(event)
         return log, head, tail
 
     def _published(self, log: TopicLog, event_id: str, size: int) -> str:
@@ -810,7 +771,7 @@ class Subscription:
             how = "reset"
             self._send_reset(reset, tuple(reset_topics))
         elif last is None:
-            self._pending.append(b"id: " + self._current_id().encode() + b"\n\n")
+            self._pending.append(priming_frame(self._current_id()))
         elif how == "replay":
             hub._stats.replays += 1
         if all(t.closed and n > t.head for t, n in zip(topics, self._next, strict=True)):
@@ -921,14 +882,13 @@ class Subscription:
                 continue
             if sequence < topic.first:
                 return self._overflow(topic)
-            frame, id_start, id_end = topic.frame(sequence)
+            stored = topic.frame(sequence)
             self._next[index] = sequence + 1
             if topic.sampled and sequence in topic.sampled:
                 self._lag(topic, sequence)
             self._turn = index + 1
             self._cursor[topic.key] = topic.position(sequence)
-            id_line = b"id: " + format_cursor(self._cursor).encode() + b"\n"
-            return self._deliver(frame[:id_start] + id_line + frame[id_end:])
+            return self._deliver(with_other_id(stored, format_cursor(self._cursor)))
         if all(t.closed for t in topics):
             self._end("closed")
             raise StopAsyncIteration

@@ -313,7 +313,7 @@ def _message_key(cls: type[BaseEvent[Any]]) -> str:
 
 
 def _headers(cls: type[BaseEvent[Any]]) -> dict[str, Any]:
-    from .._hub.hub import Reset
+    from .._protocol.reset import Reset
 
     event: dict[str, Any] = {"const": _event_name(cls), "description": "The event's type."}
     if cls is Reset:

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .._hub.hub import EARLIEST, Hub, ResetReason, TopicLog
+from .._hub.hub import EARLIEST, Hub, TopicLog
 from .._protocol.errors import HubUnavailable, TopicClosed
+from .._protocol.frames import IdFrame, frame_with_id
+from .._protocol.reset import ResetReason
 
 try:
     import redis.asyncio as aioredis
@@ -563,21 +565,21 @@ class RedisStreamsBackend:
                 break
         if position is not None and entries[-1][1].get(b"p") != position.encode():
             return log.head + 1, "gone"
-        frames: list[tuple[bytes, int, int]] = []
+        frames: list[IdFrame] = []
         size = 0
         oldest_previous = b""  # the "p" of the oldest entry kept
         for entry_id, fields in entries:  # newest first, for extendleft
             head = fields.get(b"h")
             if head is None:  # a close marker holds no frame
                 continue
-            id_line = b"id: " + entry_id + b"\n"
-            frame = head + id_line + fields.get(b"t", b"")
-            if log.size + size + len(frame) > log.limit_bytes and len(log.frames) + len(frames):
+            stored = frame_with_id(head, entry_id.decode(), fields.get(b"t", b""))
+            frame_size = len(stored[0])
+            if log.size + size + frame_size > log.limit_bytes and len(log.frames) + len(frames):
                 if position is not None:
                     return log.head + 1, "gone"
                 break  # the earliest: as much as the log's bytes allow
-            frames.append((frame, len(head), len(head) + len(id_line)))
-            size += len(frame)
+            frames.append(stored)
+            size += frame_size
             oldest_previous = fields.get(b"p", b"0-0")
         if not frames:
             return log.first, None

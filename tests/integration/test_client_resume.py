@@ -26,8 +26,8 @@ import pytest
 from asgi_sse import Hub, ParsedEvent, Reset, SSEEndpoint, SSERequest, Subscription
 from asgi_sse.client import EventSource
 from asgi_sse.testing import ASGIStreamTransport
-from tests.support import redisutil
 from tests.integration.test_redis_servers import app_env, uvicorns
+from tests.support import redisutil
 from tests.support.helpers import HTTPX_GENERATOR_WARNINGS
 from tests.support.servers import Server
 from tests.support.sse_app import Note

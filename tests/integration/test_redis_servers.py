@@ -38,7 +38,6 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 
-from tests.support import redisutil
 from tests.integration.test_hub_servers import (
     assert_streaming,
     events,
@@ -47,6 +46,7 @@ from tests.integration.test_hub_servers import (
     publish,
     subscribe,
 )
+from tests.support import redisutil
 from tests.support.rawclient import RawClient, get_json, pump
 from tests.support.redis_app import (
     BLOCK_ENV,

@@ -238,16 +238,16 @@ async def test_an_event_is_encoded_once_whatever_the_number_of_subscribers(
     make_hub: MakeHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import asgi_sse._hub.hub as hub_module
+    from asgi_sse._protocol.frames import split_at_id as original
 
     calls = 0
-    original = hub_module._frame_parts
 
     def counting(item: Any) -> tuple[bytes, bytes]:
         nonlocal calls
         calls += 1
         return original(item)
 
-    monkeypatch.setattr(hub_module, "_frame_parts", counting)
+    monkeypatch.setattr(hub_module, "split_at_id", counting)
     hub = await make_hub()
     subs = [hub.subscribe("news") for _ in range(5000)]
     for sub in subs:
@@ -955,7 +955,8 @@ async def test_dropping_a_subscription_ends_its_stream_and_it_resumes_exactly(
 
 async def test_a_backend_assigns_ids_and_says_where_clients_resume() -> None:
     from asgi_sse import HubBackend
-    from asgi_sse._hub.hub import ResetReason, TopicLog
+    from asgi_sse._hub.hub import TopicLog
+    from asgi_sse._protocol.reset import ResetReason
 
     calls: list[str] = []
 

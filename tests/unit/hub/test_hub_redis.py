@@ -32,8 +32,9 @@ from asgi_sse import (
     Subscription,
     TopicClosed,
 )
-from asgi_sse._hub.hub import NO_GAP, TopicLog, _frame_parts
+from asgi_sse._hub.hub import NO_GAP, TopicLog
 from asgi_sse._protocol.cursor import parse_cursor, source_key
+from asgi_sse._protocol.frames import split_at_id
 from asgi_sse.redis import RedisStreamsBackend
 from tests.support.redisproc import RedisProcess, redis_process
 from tests.support.redisutil import REDIS_URL, redis_prefix
@@ -202,7 +203,7 @@ async def test_an_event_published_in_one_process_reaches_the_subscribers_of_anot
     assert b.head("news") == second
     # The entry carries the id before it and the frame around where the id line goes.
     entries = await raw.xrange(stream(redis_prefix, "news"))
-    parts = [_frame_parts(tick(1)), _frame_parts(note)]
+    parts = [split_at_id(tick(1)), split_at_id(note)]
     assert entries == [
         (first.encode(), {b"p": b"0-0", b"h": parts[0][0], b"t": parts[0][1]}),
         (second.encode(), {b"p": first.encode(), b"h": parts[1][0], b"t": parts[1][1]}),
