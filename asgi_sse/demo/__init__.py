@@ -52,9 +52,9 @@ from asgi_sse import (
     SSEMiddleware,
     SSERequest,
     TopicClosed,
+    __version__,
     resumable_merge,
 )
-from asgi_sse._version import __version__
 from asgi_sse.schema import asyncapi
 from asgi_sse.types import Receive, Scope, Send
 
