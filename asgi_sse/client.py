@@ -28,6 +28,7 @@ own `BaseEvent.decode`; the hub's `Reset` is always known, so a consumer can ref
 state when it comes.
 """
 
-from ._client.eventsource import EventSource, EventSourceError, InvalidEventData, UnknownEvent
+from ._client.errors import EventSourceError, InvalidEventData, UnknownEvent
+from ._client.eventsource import EventSource
 
 __all__ = ("EventSource", "EventSourceError", "InvalidEventData", "UnknownEvent")
