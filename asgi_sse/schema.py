@@ -18,10 +18,10 @@ payload, as it is sent (pydantic's serialization schema).
   described.
 """
 
+from ._integrations.asyncapi import asyncapi
 from ._integrations.schema import (
     CURSOR_DESCRIPTION,
     add_stream_responses,
-    asyncapi,
     event_schema,
     openapi_response,
     stream_schema,

@@ -1,4 +1,11 @@
-"""The implementation of `asgi_sse.schema` (whose docstring is the user's guide)."""
+"""JSON Schema and OpenAPI of event streams, and the pieces every schema is built from
+(`asgi_sse.schema`'s docstring is the user's guide; the AsyncAPI document is in
+``asyncapi``).
+
+What is described is a frame as a client parses it, its ``data`` a string of JSON whose
+content schema is the class's payload as sent (pydantic's serialization schema). Must
+not import anything async, the server or the hub: pydantic and the protocol layer only.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +22,14 @@ from .._protocol.events import BaseEvent
 __all__ = (
     "CURSOR_DESCRIPTION",
     "add_stream_responses",
-    "asyncapi",
+    "checked_classes",
+    "docstring_of",
+    "event_name",
     "event_schema",
+    "key_of",
     "openapi_response",
+    "payload_schemas",
+    "payload_type",
     "stream_schema",
 )
 
@@ -32,21 +44,22 @@ CURSOR_DESCRIPTION = (
     "`.`, where the key is 8 characters derived from the topic's name. Never contains "
     "CR, LF or NUL."
 )
-RESET_DESCRIPTION = (
-    "Sent instead of a replay that cannot be exact (the client's id is no longer held, "
-    "from before a restart, or not an id of this stream): events were missed. Refetch "
-    "the state, then follow the live events after this one; its id is where the "
-    "stream goes on (`resume_from`)."
-)
 
-_CHANNEL_KEY = re.compile(r"[^\w.\-]")
+_UNSAFE_IN_KEY = re.compile(r"[^\w.\-]")
 
 
-def _event_name(cls: type[BaseEvent[Any]]) -> str:
+def key_of(text: str) -> str:
+    """``text`` as a key of a document (a schema's ``$id``, an AsyncAPI channel or
+    message): every character but letters, digits, ``_``, ``.`` and ``-`` is ``_``."""
+    return _UNSAFE_IN_KEY.sub("_", text)
+
+
+def event_name(cls: type[BaseEvent[Any]]) -> str:
+    """The event name a class is sent and read under (``message`` without one)."""
     return cls.event_name or "message"
 
 
-def _payload_type(cls: type[BaseEvent[Any]]) -> Any:
+def payload_type(cls: type[BaseEvent[Any]]) -> Any:
     """The payload's type as the class validates it: with its constraints (an
     ``Annotated[int, Field(ge=0)]`` keeps its bounds)."""
     field = cls.model_fields["data"]
@@ -56,13 +69,19 @@ def _payload_type(cls: type[BaseEvent[Any]]) -> Any:
     return field.annotation
 
 
-def _check(classes: Iterable[type[BaseEvent[Any]]]) -> list[type[BaseEvent[Any]]]:
+def checked_classes(classes: Iterable[type[BaseEvent[Any]]]) -> list[type[BaseEvent[Any]]]:
+    """The classes, each once, in their order.
+
+    Raises:
+        TypeError: a class that is not a `BaseEvent`.
+        ValueError: no class, or two classes sent under one event name.
+    """
     checked = []
     names: dict[str, type[BaseEvent[Any]]] = {}
     for cls in classes:
         if not (isinstance(cls, type) and issubclass(cls, BaseEvent)):
             raise TypeError(f"event classes are BaseEvent subclasses, not {cls!r}")
-        name = _event_name(cls)
+        name = event_name(cls)
         if name in names and names[name] is not cls:
             raise ValueError(
                 f"{names[name].__name__} and {cls.__name__} are both sent as {name!r}: "
@@ -76,11 +95,11 @@ def _check(classes: Iterable[type[BaseEvent[Any]]]) -> list[type[BaseEvent[Any]]
     return checked
 
 
-def _payloads(
+def payload_schemas(
     classes: Sequence[type[BaseEvent[Any]]], ref_template: str
 ) -> tuple[dict[type[BaseEvent[Any]], JsonSchemaValue], dict[str, JsonSchemaValue]]:
     """Each class's payload schema (as sent) and the definitions they share."""
-    inputs = [(cls, "serialization", TypeAdapter(_payload_type(cls))) for cls in classes]
+    inputs = [(cls, "serialization", TypeAdapter(payload_type(cls))) for cls in classes]
     schemas, definitions = TypeAdapter.json_schemas(inputs, ref_template=ref_template)  # type: ignore[arg-type]
     return (
         {cls: schemas[(cls, "serialization")] for cls in classes},
@@ -88,7 +107,8 @@ def _payloads(
     )
 
 
-def _description(cls: type[BaseEvent[Any]]) -> str | None:
+def docstring_of(cls: type[BaseEvent[Any]]) -> str | None:
+    """The class's own docstring, cleaned (None when it has none of its own)."""
     doc = cls.__doc__
     if not doc or doc == BaseEvent.__doc__:
         return None
@@ -97,11 +117,11 @@ def _description(cls: type[BaseEvent[Any]]) -> str | None:
 
 def _frame(cls: type[BaseEvent[Any]], payload: JsonSchemaValue) -> JsonSchemaValue:
     frame: JsonSchemaValue = {"title": cls.__name__, "type": "object"}
-    description = _description(cls)
+    description = docstring_of(cls)
     if description:
         frame["description"] = description
     frame["properties"] = {
-        "event": {"const": _event_name(cls)},
+        "event": {"const": event_name(cls)},
         "id": {
             "type": "string",
             "pattern": "^[^\\r\\n\\u0000]*$",
@@ -136,13 +156,13 @@ def stream_schema(*classes: type[BaseEvent[Any]], title: str | None = None) -> J
         TypeError: a class that is not a `BaseEvent`.
         ValueError: no class, or two classes sent under one event name.
     """
-    checked = _check(classes)
-    payloads, definitions = _payloads(checked, "#/$defs/{model}")
+    checked = checked_classes(classes)
+    payloads, definitions = payload_schemas(checked, "#/$defs/{model}")
     frames = [_frame(cls, payloads[cls]) for cls in checked]
-    names = "-".join(_event_name(cls) for cls in checked)
+    names = "-".join(event_name(cls) for cls in checked)
     schema: JsonSchemaValue = {
         "$schema": JSON_SCHEMA_DIALECT,
-        "$id": f"urn:asgi-sse:stream:{_CHANNEL_KEY.sub('_', names)}",
+        "$id": f"urn:asgi-sse:stream:{key_of(names)}",
     }
     if title is not None:
         schema["title"] = title
@@ -189,156 +209,3 @@ def add_stream_responses(
         responses = operation.setdefault("responses", {})
         responses["200"] = openapi_response(*classes)
     return document
-
-
-def _channel_key(path: str) -> str:
-    key = _CHANNEL_KEY.sub("_", path.strip("/"))
-    return key or "root"
-
-
-def _examples(cls: type[BaseEvent[Any]], payload_type: Any) -> list[dict[str, Any]]:
-    """The payload model's own examples (``json_schema_extra={"examples": [...]}`` or a
-    field-level ``examples``), as AsyncAPI message examples."""
-    try:
-        schema = TypeAdapter(payload_type).json_schema(mode="serialization")
-    except Exception:
-        return []
-    examples = schema.get("examples")
-    if not isinstance(examples, list):
-        return []
-    return [{"headers": {"event": _event_name(cls)}, "payload": example} for example in examples]
-
-
-def asyncapi(
-    streams: Mapping[str, Sequence[type[BaseEvent[Any]]]],
-    *,
-    title: str,
-    version: str = "1.0.0",
-    description: str | None = None,
-    servers: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """An AsyncAPI 3.0 document of an app's event streams.
-
-    ``streams`` maps each path to the classes its stream sends (add `asgi_sse.Reset`
-    for a hub's stream); ``servers`` maps a name to a URL (``http://127.0.0.1:8000``).
-    Every class is a message (``name`` its event name, the payload its data's schema,
-    the docstring its description, the model's examples its examples, and the SSE
-    fields - ``event``, ``id``, ``retry`` - its headers); every path is a channel and a
-    ``send`` operation (the app sends, the client receives).
-
-    Raises:
-        TypeError, ValueError: as `stream_schema`.
-    """
-    every: dict[str, type[BaseEvent[Any]]] = {}
-    per_path: dict[str, list[type[BaseEvent[Any]]]] = {}
-    for path, classes in streams.items():
-        checked = _check(classes)
-        per_path[path] = checked
-        for cls in checked:
-            key = _message_key(cls)
-            if key in every and every[key] is not cls:
-                raise ValueError(
-                    f"{every[key].__name__} and {cls.__name__} are both sent as "
-                    f"{_event_name(cls)!r} in this app: name them apart"
-                )
-            every[key] = cls
-    classes = list(every.values())
-    payloads, definitions = _payloads(classes, "#/components/schemas/{model}")
-    messages: dict[str, Any] = {}
-    for key, cls in every.items():
-        message: dict[str, Any] = {
-            "name": _event_name(cls),
-            "title": cls.__name__,
-            "contentType": "application/json",
-            "headers": _headers(cls),
-            "payload": payloads[cls],
-        }
-        text = _description(cls)
-        if text:
-            message["summary"] = text.splitlines()[0]
-            message["description"] = text
-        examples = _examples(cls, _payload_type(cls))
-        if examples:
-            message["examples"] = examples
-        messages[key] = message
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-    taken: dict[str, str] = {}
-    for path in per_path:
-        channel = _channel_key(path)
-        if channel in taken:
-            raise ValueError(
-                f"the paths {taken[channel]!r} and {path!r} make the same channel key "
-                f"{channel!r}: give one of them another path"
-            )
-        taken[channel] = path
-    for path, checked in per_path.items():
-        channel = _channel_key(path)
-        channels[channel] = {
-            "address": path,
-            "title": f"GET {path}",
-            "description": (
-                f"Server-Sent Events (text/event-stream) at {path}. "
-                "Reconnect with the last id received as Last-Event-ID to resume."
-            ),
-            "messages": {
-                _message_key(cls): {"$ref": f"#/components/messages/{_message_key(cls)}"}
-                for cls in checked
-            },
-        }
-        operations[f"send_{channel}"] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{channel}"},
-            "summary": f"The app streams these events at {path}.",
-            "messages": [
-                {"$ref": f"#/channels/{channel}/messages/{_message_key(cls)}"} for cls in checked
-            ],
-        }
-    info: dict[str, Any] = {"title": title, "version": version}
-    if description is not None:
-        info["description"] = description
-    document: dict[str, Any] = {"asyncapi": "3.0.0", "info": info}
-    if servers:
-        document["servers"] = {name: _server(url) for name, url in servers.items()}
-    document["channels"] = channels
-    document["operations"] = operations
-    document["components"] = {"messages": messages}
-    if definitions:
-        document["components"]["schemas"] = definitions
-    return document
-
-
-def _message_key(cls: type[BaseEvent[Any]]) -> str:
-    return _CHANNEL_KEY.sub("_", _event_name(cls))
-
-
-def _headers(cls: type[BaseEvent[Any]]) -> dict[str, Any]:
-    from .._protocol.reset import Reset
-
-    event: dict[str, Any] = {"const": _event_name(cls), "description": "The event's type."}
-    if cls is Reset:
-        event["description"] = RESET_DESCRIPTION
-    return {
-        "type": "object",
-        "description": "The event's SSE fields besides data.",
-        "properties": {
-            "event": event,
-            "id": {"type": "string", "description": CURSOR_DESCRIPTION},
-            "retry": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "The reconnection delay the client takes, in ms.",
-            },
-        },
-    }
-
-
-def _server(url: str) -> dict[str, Any]:
-    scheme, _, rest = url.partition("://")
-    if not rest:
-        raise ValueError(f"a server is a URL such as http://127.0.0.1:8000, not {url!r}")
-    host, _, path = rest.partition("/")
-    server: dict[str, Any] = {"host": host, "protocol": scheme}
-    if path:
-        server["pathname"] = "/" + path
-    return server
