@@ -1,18 +1,16 @@
 """The hub inside each framework, in-process through `asgi_sse.testing.connect`.
 
-Each app is a complete module, written out and imported as a server would (the sources
-are README.md's own blocks, but for the Quart hooks variant): the hub is entered in the
-framework's own lifespan, one route publishes, one streams `hub.subscribe(...)`. For
-each: the events arrive under the ids `publish` returned, a reconnect with Last-Event-ID
-resumes exactly, a closed topic answers 204 through the framework's own path, and
-leaving the lifespan (the hub stops) ends the open streams cleanly. The lifespan
-protocol is driven by the test itself.
+Each app is a complete module of the docs (docs/examples/howto/, shown on the framework
+pages), imported as a server would: the hub is entered in the framework's own lifespan,
+one route publishes, one streams `hub.subscribe(...)`. For each: the events arrive under
+the ids `publish` returned, a reconnect with Last-Event-ID resumes exactly, a closed
+topic answers 204 through the framework's own path, and leaving the lifespan (the hub
+stops) ends the open streams cleanly. The lifespan protocol is driven by the test itself.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -30,56 +28,20 @@ from asgi_sse import Hub, SSEMiddleware, SSERequest, Subscription, TopicClosed
 from asgi_sse.testing import TestStream, connect
 from tests.support.helpers import load
 
-# The same with Quart's startup and shutdown hooks, for apps that already use them.
-README = Path(__file__).resolve().parents[2] / "README.md"
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples" / "howto"
 
 
-def readme_block(marker: str) -> str:
-    """The README's ```python block that holds ``marker``: the apps are the README's."""
-    text = README.read_text(encoding="utf-8")
-    blocks = re.findall(r"^```python\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
-    [block] = [block for block in blocks if marker in block]
-    return str(block)
+def example(name: str) -> str:
+    """The source of one of the docs' examples: the apps are the docs' own."""
+    return (EXAMPLES / name).read_text(encoding="utf-8")
 
 
-STARLETTE = readme_block("app = Starlette(routes=routes, lifespan=lifespan)")
-FASTAPI = readme_block("app = FastAPI(lifespan=lifespan)")
-LITESTAR = readme_block("lifespan=[run_hub]")
-QUART = readme_block("@app.while_serving")
-BARE = readme_block("app = GracefulShutdown(hub.lifespan(SSEEndpoint(events)))")
-
-QUART_HOOKS = """
-from quart import Quart, request
-
-from asgi_sse import Hub, SSEMiddleware, SSERequest, Subscription
-
-hub = Hub()
-app = Quart(__name__)
-
-
-@app.before_serving
-async def start_hub() -> None:
-    await hub.__aenter__()
-
-
-@app.after_serving
-async def stop_hub() -> None:
-    await hub.stop()
-
-
-@app.post("/publish/<topic>")
-async def publish(topic: str) -> dict[str, str]:
-    return {"id": await hub.publish(topic, request.args.get("message", ""))}
-
-
-def events(sse: SSERequest) -> Subscription:
-    topic = sse.query_params.get("topic", "news")
-    return hub.subscribe(topic, last_event_id=sse.last_event_id)
-
-
-events_app = SSEMiddleware(app.asgi_app, routes={"/events": events})
-app.asgi_app = events_app  # type: ignore[method-assign]
-"""
+STARLETTE = example("starlette_hub.py")  # docs/examples/howto/starlette_hub.py
+FASTAPI = example("fastapi_hub.py")  # docs/examples/howto/fastapi_hub.py
+LITESTAR = example("litestar_hub.py")  # docs/examples/howto/litestar_hub.py
+QUART = example("quart_hub.py")  # docs/examples/howto/quart_hub.py
+QUART_HOOKS = example("quart_hub_hooks.py")  # docs/examples/howto/quart_hub_hooks.py
+BARE = example("news.py")  # docs/examples/howto/news.py
 
 
 # -- driving an app ---------------------------------------------------------------------
