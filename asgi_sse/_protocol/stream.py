@@ -1,9 +1,10 @@
-"""What an event stream is: the items it may yield, and the protocols by which a stream
-tells the response more than `__anext__` does (items ready now, work before the start).
+"""What an event stream is: the items it may yield and their bytes (`encode_item`),
+and the protocols by which a stream tells the response more than `__anext__` does
+(items ready now, work before the start).
 
 The contract between producers (the user's generators, `merge()`, hub subscriptions) and
-the server layer, which is why it lives below both. Type aliases and protocols only;
-imports the wire and events modules, nothing async.
+the server layer, which is why it lives below both. Sans-IO: imports the wire and events
+modules, must not import anything async or ASGI.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from collections.abc import AsyncIterable
 from typing import Any, Protocol, TypeAlias, TypeVar
 
 from .events import BaseEvent
-from .wire import ServerSentEvent
+from .wire import ServerSentEvent, encode_data
 
-__all__ = ("EventStream", "Item", "Preparable", "ReadyItems")
+__all__ = ("EventStream", "Item", "Preparable", "ReadyItems", "encode_item")
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -24,6 +25,27 @@ T_co = TypeVar("T_co", covariant=True)
 Item: TypeAlias = BaseEvent[Any] | ServerSentEvent | str | bytes
 #: What `EventSourceResponse` streams: any async iterable of items.
 EventStream: TypeAlias = AsyncIterable[Item]
+
+
+def encode_item(item: object) -> bytes:
+    """The bytes of one stream item (see `Item`); bytes-like items are sent as they are.
+
+    Raises:
+        TypeError: for anything that is not an item.
+        InvalidEventError: for an event whose value cannot be encoded (a lone surrogate
+            in a typed event's data, for one).
+    """
+    if isinstance(item, (BaseEvent, ServerSentEvent)):
+        return item.encode()
+    if isinstance(item, str):
+        return encode_data(item) + b"\n"
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return item if type(item) is bytes else bytes(item)
+    msg = (
+        f"an event stream yielded {type(item).__name__!r}; yield a BaseEvent, a "
+        "ServerSentEvent, a str (sent as data) or bytes holding complete SSE frames"
+    )
+    raise TypeError(msg)
 
 
 class ReadyItems(Protocol[T_co]):

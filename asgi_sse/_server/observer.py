@@ -1,12 +1,16 @@
 """Hooks for metrics on every event-stream response (`StreamObserver`).
 
-Must not import anything from the rest of the package except the ASGI types.
+Must not import anything async, nor anything of the package but the close reasons
+(`state.CloseReason`, a type only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .state import CloseReason
 
 __all__ = ("StreamObserver",)
 
@@ -25,9 +29,15 @@ class StreamObserver:
         """A response started streaming (its headers went out)."""
 
     def on_close(
-        self, scope: Mapping[str, Any], reason: str, events: int, size: int, seconds: float
+        self,
+        scope: Mapping[str, Any],
+        reason: CloseReason,
+        events: int,
+        size: int,
+        seconds: float,
     ) -> None:
-        """A response ended, for ``reason`` (``stream_end``, ``stream_error``,
-        ``client_left``, ``send_timeout``, ``send_failed``, ``shutdown``,
-        ``server_cancelled``), after sending ``events`` frames (frames end with a blank
-        line, keep-alives not counted) in ``size`` bytes over ``seconds``."""
+        """A response ended, for ``reason`` (a `asgi_sse.types.CloseReason`:
+        ``stream_end``, ``stream_error``, ``client_left``, ``send_timeout``,
+        ``send_failed``, ``shutdown``, ``server_cancelled``), after sending ``events``
+        frames (frames end with a blank line, keep-alives not counted) in ``size`` bytes
+        over ``seconds``."""

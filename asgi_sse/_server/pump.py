@@ -14,7 +14,7 @@ items an iterator hands out through ``next_ready()`` or ``next_nowait()`` (`merg
 hub subscriptions; see `asgi_sse.types.ReadyItems`) and bytes the stream joined
 itself. A plain generator's items go out one `send` each.
 
-Imports the items and the connection; no framework.
+Imports the protocol layer's items and the connection; no framework.
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 
 from .._protocol.errors import InvalidEventError
-from .._protocol.stream import EventStream, Item
-from .._streams.merge import close_stream
+from .._protocol.stream import EventStream, Item, encode_item
+from .._util.closing import close_stream
 from .connection import Connection
-from .items import encode_item
 
-__all__ = ("BATCH_BYTES", "close_stream", "pump")
+__all__ = ("BATCH_BYTES", "pump")
 
 _log = logging.getLogger("asgi_sse")
 

@@ -25,18 +25,10 @@ import anyio
 
 from .._protocol.errors import ClientDisconnected
 from .._protocol.stream import EventStream
-from .._streams.merge import close_stream
 from .._util.asgi import AnyReceive, AnyScope, AnySend
+from .._util.closing import close_stream
 from .aliases import HeadersLike, PingEvent
-from .connection import (
-    CLIENT_LEFT,
-    SEND_FAILED,
-    SERVER_CANCELLED,
-    SHUTDOWN,
-    STREAM_END,
-    STREAM_ERROR,
-    Connection,
-)
+from .connection import Connection
 from .observer import StreamObserver
 from .options import DEFAULT_PING, DEFAULT_SEND_TIMEOUT, DEFAULTS, StreamOptions
 from .pump import pump
@@ -188,8 +180,9 @@ class EventSourceResponse:
                 await _respond(self.stream, conn, shutdown)
         finally:
             if observer is not None:
-                reason = conn.ended_by or SERVER_CANCELLED
-                observer.on_close(scope, reason, conn.events, conn.size, monotonic() - started)
+                reason = conn.ended_by or "server_cancelled"
+                elapsed = monotonic() - started
+                observer.on_close(scope, reason, conn.events_sent, conn.bytes_sent, elapsed)
 
 
 async def _prepare(prepare: Callable[[], Awaitable[bool]], scope: Mapping[str, Any]) -> int:
@@ -229,7 +222,7 @@ async def _respond(stream: EventStream, conn: Connection, shutdown: ShutdownSign
     try:
         with conn.scope:
             remove = (
-                shutdown.add_callback(shutdown.threadsafe(partial(conn.end, SHUTDOWN)))
+                shutdown.add_callback(shutdown.threadsafe(partial(conn.end, "shutdown")))
                 if shutdown is not None
                 else None
             )
@@ -240,13 +233,13 @@ async def _respond(stream: EventStream, conn: Connection, shutdown: ShutdownSign
                 else:
                     await pump(stream, conn)
             except ClientDisconnected:  # request.body() inside the stream: the client left
-                conn.note(CLIENT_LEFT)
+                conn.record_end("client_left")
             except Exception:
-                if conn.ended_by == SEND_FAILED:
+                if conn.ended_by == "send_failed":
                     _log.exception("asgi_sse: the server's send failed; ending the response")
-                elif not conn.gone:  # an OSError of send means the client left (ASGI 2.4)
+                elif conn.state != "gone":  # an OSError of send: the client left (ASGI 2.4)
                     _log.exception("asgi_sse: the event stream raised; ending the response")
-                    conn.note(STREAM_ERROR)
+                    conn.record_end("stream_error")
             finally:
                 if remove is not None:
                     remove()
@@ -254,8 +247,8 @@ async def _respond(stream: EventStream, conn: Connection, shutdown: ShutdownSign
         # The server itself cancelled the response (uvicorn's
         # --timeout-graceful-shutdown, hypercorn's graceful_timeout): the stream was
         # closed on the way out; still give the client a clean end if it can be had.
-        conn.note(SERVER_CANCELLED)
+        conn.record_end("server_cancelled")
         await conn.finish(shield=True)
         raise
-    conn.note(STREAM_END)
+    conn.record_end("stream_end")
     await conn.finish()

@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 
 from .._util.asgi import ASGIReceiveCallable, ASGIReceiveEvent
-from .connection import CLIENT_LEFT, Connection
+from .connection import Connection
 
 __all__ = ("AnyioWatcher", "AsyncioWatcher", "watching")
 
@@ -48,7 +48,7 @@ def watching(conn: Connection, receive: ASGIReceiveCallable) -> AsyncioWatcher |
 def _receive_failed(conn: Connection, error: BaseException) -> None:
     # Without receive() nobody would notice the client leaving: end the stream.
     _log.error("asgi_sse: receive() raised; ending the stream", exc_info=error)
-    conn.end(CLIENT_LEFT)
+    conn.end("client_left")
 
 
 class AsyncioWatcher:
@@ -103,7 +103,7 @@ class AsyncioWatcher:
         if error is not None:
             _receive_failed(self._conn, error)
         elif task.result()["type"] == "http.disconnect":
-            self._conn.end(CLIENT_LEFT)
+            self._conn.end("client_left")
         else:
             self._listen()  # a request body chunk nobody read: ignore it
 
@@ -165,7 +165,7 @@ class AnyioWatcher:
                     return
             if message is not None:
                 if message["type"] == "http.disconnect":
-                    conn.end(CLIENT_LEFT)
+                    conn.end("client_left")
                     return
                 continue  # a request body chunk nobody read: ignore it
             if conn.drop_if_stalled():

@@ -13,12 +13,11 @@ source error cancels the others and is raised as itself (never an ExceptionGroup
 leaving the block cancels every source and runs its cleanup; memory is bounded - a
 rendezvous channel holds no item, so each source is at most one item ahead.
 
-Imports anyio only.
+Imports anyio and the neutral helpers of `_util`; nothing of the server layer.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
@@ -27,10 +26,10 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
+from .._util.closing import close_stream
+from .._util.excgroups import BaseExceptionGroup, wraps_only
 
-__all__ = ("Merged", "buffered", "close_stream", "merge")
+__all__ = ("Merged", "buffered", "merge")
 
 T = TypeVar("T")
 T1 = TypeVar("T1")
@@ -82,11 +81,8 @@ class Merged(Generic[T]):
         except BaseExceptionGroup as group:
             # The sources catch their own errors, so a group here holds the consumer's
             # exception, and maybe the cancellation of a scope around the consumer (trio
-            # puts both in the group): let the exception propagate as itself - the
-            # cancellation is level-triggered and comes back at the next checkpoint.
-            cancelled = anyio.get_cancelled_exc_class()
-            rest = [e for e in group.exceptions if not isinstance(e, cancelled)]
-            if exc is not None and rest == [exc]:
+            # puts both in the group): let the exception propagate as itself.
+            if wraps_only(group, exc):
                 return False
             raise
         finally:
@@ -233,10 +229,3 @@ def buffered(stream: AsyncIterable[T], size: int = 64) -> Merged[T]:
         ValueError: for a negative ``size``.
     """
     return Merged((stream,), size)
-
-
-async def close_stream(stream: object) -> None:
-    """Close an async generator (or anything with `aclose`) so its finally blocks run."""
-    aclose: Any = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -20,7 +20,8 @@ from .._protocol.cursor import TOKEN, format_cursor, parse_cursor, source_key
 from .._protocol.errors import InvalidEventError
 from .._protocol.events import BaseEvent
 from .._protocol.wire import ServerSentEvent
-from .merge import Merged, close_stream
+from .._util.closing import close_stream
+from .merge import Merged
 
 __all__ = ("ResumableMerge", "resumable_merge")
 

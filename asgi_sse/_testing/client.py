@@ -7,8 +7,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, overload
-from urllib.parse import unquote
+from typing import Any, TypeVar, overload
 
 import anyio
 
@@ -16,22 +15,11 @@ from .._protocol.errors import StreamClosed
 from .._protocol.events import BaseEvent
 from .._protocol.parser import Comment, EventStreamParser, ParsedEvent
 from .._util.asgi import ASGIReceiveEvent, ASGISendEvent
+from .scope import http_scope
 
-__all__ = ("ASGIStreamTransport", "StreamClosed", "TestStream", "connect")
+__all__ = ("TestStream", "connect")
 
 E = TypeVar("E", bound=BaseEvent[Any])
-
-if TYPE_CHECKING:
-    from .transport import ASGIStreamTransport
-
-
-def __getattr__(name: str) -> Any:
-    # httpx is imported only by those who use the transport.
-    if name == "ASGIStreamTransport":
-        from .transport import ASGIStreamTransport
-
-        return ASGIStreamTransport
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TestStream:
@@ -228,22 +216,17 @@ async def connect(
         # As a browser sends it: UTF-8 encoded (WHATWG HTML 9.2.4).
         pairs.append((b"last-event-id", last_event_id.encode("utf-8")))
     pairs.append((b"host", b"testserver"))
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": method.upper(),
-        "scheme": "http",
-        "path": root_path + unquote(raw_path),
-        "raw_path": (root_path + raw_path).encode(),
-        "query_string": query.encode(),
-        "root_path": root_path,
-        "headers": pairs,
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-        "extensions": {},
-        "state": {},
-    }
+    scope = http_scope(
+        method=method.upper(),
+        path=raw_path,
+        raw_path=raw_path.encode(),
+        query_string=query.encode(),
+        headers=pairs,
+        root_path=root_path,
+        scheme="http",
+        client=("127.0.0.1", 50000),
+        server=("testserver", 80),
+    )
     scope.update(scope_extra or {})
     stream = TestStream()
     body_sent = False

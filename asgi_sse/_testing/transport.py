@@ -10,10 +10,8 @@ chunk by chunk, as the app sends it; closing the response (leaving ``client.stre
 
 from __future__ import annotations
 
-import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import anyio
 import anyio.abc
@@ -21,9 +19,8 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._util.asgi import ASGIReceiveEvent, ASGISendEvent
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
+from .._util.excgroups import BaseExceptionGroup, wraps_only
+from .scope import http_scope
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -175,9 +172,7 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
             # The apps' errors are kept per exchange, so a group here holds the client
             # code's own exception (and maybe a cancellation): let it propagate as itself,
             # not wrapped (a failing assert, `pytest.raises` around the client).
-            cancelled = anyio.get_cancelled_exc_class()
-            rest = [e for e in errors.exceptions if not isinstance(e, cancelled)]
-            if exc is not None and rest == [exc]:
+            if wraps_only(errors, exc):
                 return
             raise
 
@@ -194,22 +189,17 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
         body = b"".join([chunk async for chunk in request.stream])  # type: ignore[union-attr]
         exchange = _Exchange(body)
         url = request.url
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": request.method,
-            "scheme": url.scheme,
-            "path": self.root_path + unquote(url.path),
-            "raw_path": self.root_path.encode() + url.raw_path.split(b"?", 1)[0],
-            "query_string": url.query,
-            "root_path": self.root_path,
-            "headers": [(key.lower(), value) for key, value in request.headers.raw],
-            "client": self.client,
-            "server": (url.host, url.port or (443 if url.scheme == "https" else 80)),
-            "extensions": {},
-            "state": {},
-        }
+        scope = http_scope(
+            method=request.method,
+            path=url.path,
+            raw_path=url.raw_path.split(b"?", 1)[0],
+            query_string=url.query,
+            headers=[(key.lower(), value) for key, value in request.headers.raw],
+            root_path=self.root_path,
+            scheme=url.scheme,
+            client=self.client,
+            server=(url.host, url.port or (443 if url.scheme == "https" else 80)),
+        )
 
         async def run() -> None:
             self._open.add(exchange)

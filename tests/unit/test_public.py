@@ -133,7 +133,7 @@ def test_events_layer_imports_nothing_async() -> None:
 def test_options_and_items_import_nothing_async() -> None:
     for module in (
         "asgi_sse._server.options",
-        "asgi_sse._server.items",
+        "asgi_sse._protocol.stream",
         "asgi_sse._protocol.cursor",
     ):
         loaded = imported_by(module)

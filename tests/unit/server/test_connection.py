@@ -17,6 +17,7 @@ import pytest
 
 from asgi_sse import EventSourceResponse, ServerSentEvent, ShutdownSignal
 from asgi_sse._server.connection import FAIR_SHARE, PIECE, SHUTDOWN_FINAL_SEND, Connection
+from asgi_sse._server.state import ConnectionState, IllegalTransition
 from asgi_sse._util.asgi import ASGIReceiveEvent, ASGISendEvent
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -368,9 +369,109 @@ async def test_next_wake_without_ping_or_timeout_is_never() -> None:
 
     conn = Connection(noop, StreamOptions(ping=None, send_timeout=None), {})
     assert conn.next_wake() == math.inf
-    conn.sending = True
+    conn.state = "sending_frames"
     assert conn.next_wake() == math.inf
     assert conn.describe_client() == "a client on ?"
+
+
+def direct_connection(
+    ping: float | None = None, send_timeout: float | None = None, observer: Any = None
+) -> tuple[Connection, list[bytes]]:
+    """A connection driven by hand, and the bodies handed to its `send`."""
+    from asgi_sse._server.options import StreamOptions
+
+    sent: list[bytes] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message["body"])
+
+    options = StreamOptions(ping=ping, send_timeout=send_timeout, observer=observer)
+    return Connection(send, options, {}), sent
+
+
+async def test_a_frame_for_a_client_that_is_gone_is_not_sent() -> None:
+    """The watcher ended the connection while the request task ran on (trio resumes a
+    task whose send completed before it delivers the cancellation): the next frame is
+    not handed to send, and the pending cancellation ends the stream right there."""
+    conn, sent = direct_connection()
+    with conn.scope:
+        conn.end("client_left")
+        await conn.send_frames(b"data: late\n\n")
+        pytest.fail("the cancellation should have ended the stream")  # pragma: no cover
+    assert conn.scope.cancelled_caught
+    assert sent == []
+    assert (conn.state, conn.ended_by) == ("gone", "client_left")
+
+
+async def test_sending_where_the_state_forbids_it_is_an_error() -> None:
+    """A frame after the final body, or to a gone client with no cancellation on its
+    way, is a bug of the response's lifecycle: it raises instead of sending."""
+    conn, sent = direct_connection()
+    await conn.finish()
+    assert conn.state == "finished"
+    with pytest.raises(IllegalTransition, match="from finished to sending_frames"):
+        await conn.send_frames(b"data: late\n\n")
+    conn.record_end("client_left")  # after the last byte: recorded, nothing to do
+    with pytest.raises(IllegalTransition, match="from gone to sending_frames"):
+        await conn.send_frames(b"data: late\n\n")
+    assert sent == [b""]
+
+
+async def test_the_client_leaving_during_a_frame_send_keeps_the_connection_gone() -> None:
+    """`send` returned normally, but the client left meanwhile: the connection stays
+    gone instead of going back to idle, and no final body follows."""
+    conn, sent = direct_connection()
+    original = conn._send
+
+    async def send(message: Any) -> None:
+        await original(message)
+        conn.record_end("client_left")
+
+    conn._send = send
+    await conn.send_frames(b"data: a\n\n")
+    assert conn.state == "gone"
+    await conn.finish()
+    assert sent == [b"data: a\n\n"]
+
+
+async def test_a_keepalive_that_is_no_longer_due_is_not_sent() -> None:
+    """On asyncio the keep-alive runs in a task started a little after the watcher saw
+    it due: if the request task sent meanwhile, or began to end, it does nothing."""
+    conn, sent = direct_connection(ping=60)
+    assert not conn.keepalive_due()
+    assert await conn.send_keepalive()  # idle, just not due yet: the response goes on
+    conn.state = "sending_frames"
+    assert await conn.send_keepalive()  # a frame is on its way: one send at a time
+    conn.state = "idle"
+    await conn.finish()
+    assert not await conn.send_keepalive()  # the response is complete
+    assert sent == [b""]
+
+
+async def test_what_was_sent_is_counted_only_for_an_observer() -> None:
+    from asgi_sse import StreamObserver
+
+    frames = b"data: a\n\ndata: b\n\n"
+    unobserved, _ = direct_connection()
+    await unobserved.send_frames(frames)
+    assert (unobserved.events_sent, unobserved.bytes_sent) == (0, 0)
+    observed, _ = direct_connection(observer=StreamObserver())
+    await observed.send_frames(frames)
+    assert (observed.events_sent, observed.bytes_sent) == (2, len(frames))
+
+
+@pytest.mark.parametrize(
+    ("state", "wake"),
+    [("finishing", math.inf), ("finished", math.inf), ("gone", math.inf), ("idle", 2.0)],
+)
+async def test_nothing_is_watched_for_once_the_response_ends(
+    state: ConnectionState, wake: float
+) -> None:
+    conn, _ = direct_connection(ping=5, send_timeout=2)
+    conn.state = state
+    assert conn.next_wake() == pytest.approx(wake, abs=0.5)
+    assert not conn.keepalive_due()
+    assert not conn.drop_if_stalled()
 
 
 async def test_a_broken_server_send_is_not_blamed_on_the_stream(
@@ -515,6 +616,37 @@ async def test_ready_items_are_batched_up_to_a_bound_and_bad_ones_left_out(
     assert max(sizes) <= BATCH_BYTES + 4010
     assert len(sizes) >= 3
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+async def test_items_an_iterator_says_are_ready_go_out_in_one_send() -> None:
+    """`next_ready()` (None: nothing ready) is preferred to `next_nowait()`; a hub
+    subscription offers it. Ready items join the one the pump waited for."""
+
+    class Backlog:
+        def __init__(self) -> None:
+            self.items = ["a", "b", "c"]
+
+        def __aiter__(self) -> Backlog:
+            return self
+
+        async def __anext__(self) -> str:
+            if not self.items:
+                raise StopAsyncIteration
+            return self.items.pop(0)
+
+        def next_ready(self) -> str | None:
+            return self.items.pop(0) if len(self.items) > 1 else None
+
+        def next_nowait(self) -> str:  # pragma: no cover - next_ready comes first
+            raise AssertionError("next_ready is preferred")
+
+    server = Server()
+    await server.run(EventSourceResponse(Backlog()))
+    assert server.bodies == [
+        (b"data: a\n\ndata: b\n\n", True),
+        (b"data: c\n\n", True),
+        (b"", False),
+    ]
 
 
 @pytest.mark.parametrize(
