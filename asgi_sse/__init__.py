@@ -5,16 +5,11 @@ that cleans up on disconnect and shutdown, an endpoint app and a middleware that
 into any ASGI framework, and a streaming test client (`asgi_sse.testing`).
 """
 
-from ._hub.hub import (
-    Hub,
-    HubBackend,
-    HubObserver,
-    HubStats,
-    MemoryBackend,
-    Reset,
-    ResetInfo,
-    Subscription,
-)
+from ._hub.backend import HubBackend
+from ._hub.hub import Hub
+from ._hub.memory import MemoryBackend
+from ._hub.observer import HubObserver, HubStats
+from ._hub.subscription import Subscription
 from ._protocol.errors import (
     ClientDisconnected,
     HubFull,
@@ -26,6 +21,7 @@ from ._protocol.errors import (
 )
 from ._protocol.events import BaseEvent, event_stream
 from ._protocol.parser import Comment, EventStreamParser, ParsedEvent
+from ._protocol.reset import Reset, ResetInfo
 from ._protocol.wire import ServerSentEvent
 from ._server.endpoint import SSEEndpoint, SSERequest
 from ._server.middleware import SSEMiddleware

@@ -1,5 +1,7 @@
 """The types users annotate with: what a stream yields, what a handler returns, the
-options' value types, the ready-items protocol, and the ASGI callables.
+options' value types, the ready-items protocol, the ASGI callables, and the hub's
+words as Literals (how a subscription starts and ends, why a stream resets, what an
+overflow does).
 
 Only type aliases and protocols live here; importing this module has no side effect.
 """
@@ -8,6 +10,8 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
+from ._hub.observer import OverflowPolicy, SubscriptionEnd, SubscriptionStart
+from ._protocol.reset import ResetReason
 from ._protocol.stream import EventStream, Item, Preparable, ReadyItems
 from ._server.aliases import HeadersLike, PingEvent
 from ._server.endpoint import Handler, HandlerResult
@@ -20,12 +24,16 @@ __all__ = (
     "HandlerResult",
     "HeadersLike",
     "Item",
+    "OverflowPolicy",
     "PingEvent",
     "Preparable",
     "ReadyItems",
     "Receive",
+    "ResetReason",
     "Scope",
     "Send",
+    "SubscriptionEnd",
+    "SubscriptionStart",
 )
 
 # ASGI, as asgiref types it (`Scope` is asgiref's union of scope TypedDicts).

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .._hub.hub import Hub, HubObserver
+from .._hub.hub import Hub
+from .._hub.observer import HubObserver
 from .._server.observer import StreamObserver
 
 try:

@@ -370,11 +370,11 @@ def append_burst(prefix: str, topic: str, count: int) -> list[tuple[str, str]]:
     Returns (id, text) of each."""
     import redis
 
-    from asgi_sse._redis.backend import _APPEND
+    from asgi_sse._redis.entries import append_script
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        script = client.register_script(_APPEND)
+        script = client.register_script(append_script())
         pipe = client.pipeline(transaction=False)
         texts = [f"burst {n}" for n in range(count)]
         for text in texts:

@@ -57,6 +57,7 @@ def test_public_names() -> None:
         "testing",
         "starlette",
         "types",
+        "backends",
         "redis",
         "client",
         "schema",

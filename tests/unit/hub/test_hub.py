@@ -1,12 +1,13 @@
 """Hub, in-process: publish once, fan out, resume exactly, Reset when it cannot, bounded
 logs, several topics under one cursor, ending with 204.
 
-The contract tests (`contract`) run on both backends: memory on asyncio and trio, and
+The contract tests (`contract`) run on every backend: memory on asyncio and trio,
 Redis Streams (a hub of its own per test, under a key prefix of its own) on asyncio,
-where redis's client runs. On Redis an event reaches this process's log once the
-reader reads it back, so those tests wait for it (`reached`, `closed`) before looking
-at what a subscription has ready. The rest is about the memory backend or the hub
-alone, on asyncio and trio.
+where redis's client runs, and two backends written with public imports only
+(`custom_backends`), which prove the SPI is enough. On Redis an event reaches this
+process's log once the reader reads it back, so those tests wait for it (`reached`,
+`closed`) before looking at what a subscription has ready. The rest is about the
+memory backend or the hub alone, on asyncio and trio.
 """
 
 from __future__ import annotations
@@ -38,20 +39,32 @@ from asgi_sse import (
     Subscription,
     TopicClosed,
 )
+from asgi_sse._hub import core as hub_core
+from asgi_sse._hub import log as hub_log
 from asgi_sse._protocol.cursor import parse_cursor, parse_position, source_key
+from asgi_sse.backends import HubBackend
 from asgi_sse.testing import connect
 from tests.support.redisutil import REDIS_URL, redis_prefix
+from tests.unit.hub.custom_backends import DelegatingBackend, DictBackend
 
 __all__ = ("redis_prefix",)  # a fixture, imported to be found here
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
 #: A test of the hub's contract, on every backend: memory on asyncio and on trio, Redis
-#: on asyncio only (test_a_redis_hub_refuses_to_start_on_trio checks the error there).
+#: on asyncio only (test_a_redis_hub_refuses_to_start_on_trio checks the error there),
+#: and two backends written in the tests with public imports only (`custom_backends`):
+#: one that keeps events in a dict, one that delegates to the memory backend.
 contract = pytest.mark.parametrize(
     ("anyio_backend", "hub_kind"),
-    [("asyncio", "memory"), ("trio", "memory"), ("asyncio", "redis")],
-    ids=["asyncio-memory", "trio-memory", "asyncio-redis"],
+    [
+        ("asyncio", "memory"),
+        ("trio", "memory"),
+        ("asyncio", "redis"),
+        ("asyncio", "dict"),
+        ("trio", "delegating"),
+    ],
+    ids=["asyncio-memory", "trio-memory", "asyncio-redis", "asyncio-dict", "trio-delegating"],
 )
 
 
@@ -78,15 +91,20 @@ def hub_prefix(hub_kind: str, request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-async def make_hub(hub_prefix: str | None) -> AsyncIterator[MakeHub]:
+async def make_hub(hub_kind: str, hub_prefix: str | None) -> AsyncIterator[MakeHub]:
     async with AsyncExitStack() as stack:
 
         async def make(**options: Any) -> Hub:
+            backend: HubBackend | None = None
             if hub_prefix is not None:
                 from asgi_sse.redis import RedisStreamsBackend
 
-                options["backend"] = RedisStreamsBackend(REDIS_URL, prefix=hub_prefix)
-            return await stack.enter_async_context(Hub(**options))
+                backend = RedisStreamsBackend(REDIS_URL, prefix=hub_prefix)
+            elif hub_kind == "dict":
+                backend = DictBackend()
+            elif hub_kind == "delegating":
+                backend = DelegatingBackend()
+            return await stack.enter_async_context(Hub(**options, backend=backend))
 
         yield make
 
@@ -101,20 +119,20 @@ def order(event_id: str) -> tuple[int, int]:
 async def reached(hub: Hub, topic: str, event_id: str) -> None:
     """Wait until this process's log of ``topic`` holds ``event_id``: at once in memory,
     once the reader has read it back on Redis (the topic must be followed here)."""
-    log = hub._topics[topic]
+    log = hub._core.logs[topic]
     assert log.attached, f"nobody here follows {topic!r}: nothing will reach its log"
     with anyio.fail_after(5):
-        while order(log.head_id()) < order(event_id):
-            await log.wait().wait()
+        while order(log.newest_id()) < order(event_id):
+            await log.next_change().wait()
 
 
 async def closed(hub: Hub, topic: str) -> None:
     """Wait until this process's log of ``topic`` knows it was closed."""
-    log = hub._topics[topic]
+    log = hub._core.logs[topic]
     assert log.attached, f"nobody here follows {topic!r}: nothing will reach its log"
     with anyio.fail_after(5):
         while not log.closed:
-            await log.wait().wait()
+            await log.next_change().wait()
 
 
 class Price(BaseModel):
@@ -169,6 +187,16 @@ def primed_at(frame: bytes) -> str:
     assert frame.startswith(b"id: "), frame
     assert frame.endswith(b"\n\n"), frame
     return frame.decode().removeprefix("id: ").strip()
+
+
+class Clock:
+    """A monotonic clock the test moves (``clock.now += 11``), for what the hub times:
+    the logs' last use and the sweep of idle ones."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, now: float = 1000.0) -> None:
+        self.now = now
+        for module in (hub_core, hub_log):
+            monkeypatch.setattr(module, "monotonic", lambda: self.now)
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
@@ -433,7 +461,8 @@ async def test_an_id_that_cannot_resume_exactly_gets_a_reset_then_live(
 ) -> None:
     hub = await make_hub(history=3)
     ids = [await hub.publish("news", tick(n)) for n in range(5)]
-    last_event_id, reason = case(ids, hub_kind)
+    # The backends written in the tests make ids the way the memory backend does.
+    last_event_id, reason = case(ids, "redis" if hub_kind == "redis" else "memory")
     sub = hub.subscribe("news", last_event_id=last_event_id)
     assert await sub.prepare_stream()
     frames = ready(sub)
@@ -748,14 +777,11 @@ async def test_topics_are_bounded_idle_ones_make_room_and_busy_ones_refuse(
 
 
 async def test_idle_topics_expire(monkeypatch: pytest.MonkeyPatch) -> None:
-    import asgi_sse._hub.hub as hub_module
-
-    now = 1000.0
-    monkeypatch.setattr(hub_module, "monotonic", lambda: now)
+    clock = Clock(monkeypatch)
     hub = Hub(expire_after=10)
     old = await hub.publish("old", "x")
     busy = hub.subscribe("busy")
-    now += 11
+    clock.now += 11
     await hub.publish("new", "x")  # a sweep happens on the way
     assert hub.head("old") is None
     assert hub.head("busy") is not None  # it has a subscriber
@@ -954,28 +980,33 @@ async def test_dropping_a_subscription_ends_its_stream_and_it_resumes_exactly(
 
 
 async def test_a_backend_assigns_ids_and_says_where_clients_resume() -> None:
-    from asgi_sse import HubBackend
-    from asgi_sse._hub.hub import TopicLog
-    from asgi_sse._protocol.reset import ResetReason
+    from asgi_sse.backends import LogBounds, ResumePoint, TopicLog
 
     calls: list[str] = []
 
     class Recording:
-        """A backend of its own: the memory backend underneath, every call recorded;
-        no synchronous append, like a backend on the network."""
+        """A backend of its own, public imports only: the memory backend underneath,
+        every call recorded; declared like a backend on the network (no synchronous
+        append, logs fed from `attach` on)."""
+
+        logs_are_the_store = False
+        can_append_nowait = False
 
         def __init__(self) -> None:
             self.memory = MemoryBackend()
 
-        async def start(self, hub: Hub) -> None:
+        async def start(self, bounds: LogBounds) -> None:
             calls.append("start")
 
         async def stop(self) -> None:
             calls.append("stop")
 
-        async def append(self, log: TopicLog, head: bytes, tail: bytes) -> str:
+        async def append(self, log: TopicLog, prefix: bytes, suffix: bytes) -> str:
             calls.append(f"append {log.name}")
-            return self.memory.append_nowait(log, head, tail)
+            return self.memory.append_nowait(log, prefix, suffix)
+
+        def append_nowait(self, log: TopicLog, prefix: bytes, suffix: bytes) -> str:
+            raise NotImplementedError  # pragma: no cover - never called: declared above
 
         async def close(self, log: TopicLog) -> None:
             calls.append(f"close {log.name}")
@@ -989,7 +1020,7 @@ async def test_a_backend_assigns_ids_and_says_where_clients_resume() -> None:
             calls.append(f"forget {log.name}")
             self.memory.forget(log)
 
-        async def locate(self, log: TopicLog, position: str) -> tuple[int, ResetReason | None]:
+        async def locate(self, log: TopicLog, position: str) -> ResumePoint:
             calls.append(f"locate {position}")
             return await self.memory.locate(log, position)
 
@@ -1134,13 +1165,13 @@ async def test_a_subscription_at_max_topics_never_evicts_its_own_topics() -> Non
     busy = hub.subscribe("busy")
     with pytest.raises(HubFull):
         hub.subscribe("a", "b")
-    assert hub._topics["busy"].subscribers == 1
-    assert all(log.subscribers == 0 for name, log in hub._topics.items() if name != "busy")
+    assert hub._core.logs["busy"].subscribers == 1
+    assert all(log.subscribers == 0 for name, log in hub._core.logs.items() if name != "busy")
     busy.close()
     sub = hub.subscribe("a", "b")  # "busy" is idle now: it makes room
     assert await sub.prepare_stream()
     ready(sub)
     await hub.publish("a", "hello")
     assert [event.data for event in frames_of(ready(sub))] == ["hello"]
-    assert hub._topics["a"] is sub._topics[0]
+    assert hub._core.logs["a"] is sub._topics[0]
     sub.close()

@@ -23,7 +23,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
-import asgi_sse._hub.hub as hub_module
 from asgi_sse import (
     Hub,
     HubObserver,
@@ -32,14 +31,14 @@ from asgi_sse import (
     Subscription,
     TopicClosed,
 )
-from asgi_sse._hub.hub import NO_GAP, TopicLog
 from asgi_sse._protocol.cursor import parse_cursor, source_key
 from asgi_sse._protocol.frames import split_at_id
+from asgi_sse.backends import NOTHING_LOST, TopicLog
 from asgi_sse.redis import RedisStreamsBackend
 from tests.support.redisproc import RedisProcess, redis_process
 from tests.support.redisutil import REDIS_URL, redis_prefix
 from tests.support.servers import free_port
-from tests.unit.hub.test_hub import frames_of, reached, ready, reset_info, take, tick
+from tests.unit.hub.test_hub import Clock, frames_of, reached, ready, reset_info, take, tick
 
 __all__ = ("redis_prefix",)  # a fixture, imported to be found here
 
@@ -124,10 +123,10 @@ def named(url: str, name: str) -> str:
 async def until(hub: Hub, topic: str, condition: Callable[[TopicLog], bool]) -> None:
     """Wait until ``condition`` holds for this process's log of ``topic`` (checked at
     every change of the log)."""
-    log = hub._topics[topic]
+    log = hub._core.logs[topic]
     with anyio.fail_after(5):
         while not condition(log):
-            await log.wait().wait()
+            await log.next_change().wait()
 
 
 async def polled(condition: Callable[[], Any]) -> None:
@@ -165,7 +164,7 @@ class ReaderGate:
     def __init__(self, hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
         self.hold = False
         self.release = anyio.Event()
-        client = backend_of(hub)._client
+        client = backend_of(hub)._link.client
         xread = client.xread
 
         async def gated(*args: Any, **kwargs: Any) -> Any:
@@ -282,7 +281,7 @@ async def test_a_stream_deleted_under_its_subscribers_is_a_gap_at_the_next_publi
     await polled(lambda: later_than(raw, e1))
     await raw.delete(stream(redis_prefix, "news"))  # Redis lost it (restarted empty)
     e2 = await a.publish("news", tick(2))  # the first entry of a new stream: "p" 0-0
-    await until(b, "news", lambda log: log.gap != NO_GAP and log.head_id() == e2)
+    await until(b, "news", lambda log: log.lost_through != NOTHING_LOST and log.newest_id() == e2)
     (frame,) = ready(live)
     assert reset_info(frame) == {"reason": "gone", "topics": ["news"], "resume_from": e2}
     fresh = await prepared(b, "news")
@@ -300,7 +299,7 @@ async def test_an_id_older_than_the_log_is_read_back_from_redis_page_by_page(
 ) -> None:
     a = await hubs()
     b = await hubs(page_size=2)
-    client = backend_of(b)._client
+    client = backend_of(b)._link.client
     pages: list[Any] = []
     xrevrange = client.xrevrange
 
@@ -343,7 +342,7 @@ async def test_an_id_ahead_of_this_process_waits_for_its_reader_and_resumes_exac
                 results.append(await late.prepare_stream())
 
             group.start_soon(prepare)
-            await polled(lambda: b._topics["news"].changed is not None)  # it waits
+            await polled(lambda: b._core.logs["news"].next_change_event is not None)  # it waits
             assert results == []  # for b's reader, not answering from a guess
             gate.release.set()
     assert results == [True]
@@ -360,7 +359,7 @@ async def test_a_resume_waiting_for_the_reader_ends_when_the_hub_stops(
         async with anyio.create_task_group() as group:
             a = await Hub(backend=RedisStreamsBackend(REDIS_URL, prefix=redis_prefix)).__aenter__()
             b = await Hub(backend=RedisStreamsBackend(REDIS_URL, prefix=redis_prefix)).__aenter__()
-            client = backend_of(b)._client
+            client = backend_of(b)._link.client
             xread = client.xread
 
             async def held(*args: Any, **kwargs: Any) -> Any:
@@ -380,7 +379,7 @@ async def test_a_resume_waiting_for_the_reader_ends_when_the_hub_stops(
                 frames.extend([frame async for frame in late])
 
             group.start_soon(follow)
-            await polled(lambda: b._topics["news"].changed is not None)  # it waits
+            await polled(lambda: b._core.logs["news"].next_change_event is not None)  # it waits
             assert answered == []
             await b.stop()
             await a.stop()
@@ -534,7 +533,7 @@ async def test_a_replay_read_while_the_log_moved_is_read_again_never_spliced(
     published.append(await a.publish("news", tick(3)))
     await reached(b, "news", published[-1])  # b's log: 1 of 2 frames, room for 1 more
     assert ids(ready(live)[1:]) == published[3:]
-    client = backend_of(b)._client
+    client = backend_of(b)._link.client
     xrevrange = client.xrevrange
     reads = 0
 
@@ -573,7 +572,7 @@ async def test_a_log_that_keeps_moving_gives_up_after_a_few_looks(
         looks += 1
         await anyio.lowlevel.checkpoint()
 
-    monkeypatch.setattr(backend, "_backfill", moved)
+    monkeypatch.setattr(backend._locator, "_backfill", moved)
     sub = await prepared(b, "news", last_event_id=published[0])
     assert reset_info(ready(sub)[0])["reason"] == "gone"  # never a replay that may be wrong
     assert looks == 8
@@ -683,8 +682,7 @@ def _count_is(raw: aioredis.Redis, name: str, count: int) -> Callable[[], Any]:
 async def test_a_topic_nobody_follows_any_more_is_forgotten_by_its_reader(
     hubs: Hubs, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    now = 1000.0
-    monkeypatch.setattr(hub_module, "monotonic", lambda: now)
+    clock = Clock(monkeypatch)
     name = f"forget-{redis_prefix.split(':')[1]}"
     b = await hubs(named(REDIS_URL, name), hub={"expire_after": 10}, block=5)
     a = await hubs()
@@ -694,23 +692,23 @@ async def test_a_topic_nobody_follows_any_more_is_forgotten_by_its_reader(
     old.close()
     backend = backend_of(b)
     key = f"{backend.prefix}t:old".encode()
-    reader = backend._where[key]
+    reader = backend._reader_of[key]
     # Once the reader is in an XREAD that names "old" (after the wake "old" sent)...
-    newest_wake: Any = await backend._client.xrevrange(reader.wake_key, count=1)
+    newest_wake: Any = await backend._link.client.xrevrange(reader.wake_key, count=1)
     await polled(lambda: reader.wake_id == newest_wake[0][0])
-    await polled(lambda: blocked_readers(backend._client, name))
-    now += 11
+    await polled(lambda: blocked_readers(backend._link.client, name))
+    clock.now += 11
     await b.publish("new", "x")  # ...a sweep on the way forgets "old"
-    assert key not in backend._where
+    assert key not in backend._reader_of
     assert key not in reader.logs
-    assert key not in reader.read
+    assert key not in reader.last_read
     assert b.head("old") is None
     # The reader's XREAD in flight still names "old": what it returns for it is dropped.
     await a.publish("old", "dropped")
     kept = await a.publish("keep", "kept")
     await reached(b, "keep", kept)
     assert ids(ready(keep)) == [kept]
-    assert "old" not in b._topics
+    assert "old" not in b._core.logs
 
 
 async def test_concurrent_first_subscribers_attach_the_topic_once(hubs: Hubs) -> None:
@@ -778,8 +776,7 @@ async def test_publish_raises_hub_unavailable_while_redis_is_down_and_works_afte
 async def test_restarted_without_its_data_redis_gives_live_subscribers_a_reset(
     own_redis: RedisProcess, hubs: Hubs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    now = 1000.0
-    monkeypatch.setattr(hub_module, "monotonic", lambda: now)
+    clock = Clock(monkeypatch)
     b = await hubs(own_redis.url(), hub={"expire_after": 10}, topics_per_reader=1, **FAST)
     live = await prepared(b, "news")
     ready(live)
@@ -788,7 +785,7 @@ async def test_restarted_without_its_data_redis_gives_live_subscribers_a_reset(
     ready(live)
     idle = await prepared(b, "idle")  # its reader will have nothing left to read
     idle.close()
-    now += 11
+    clock.now += 11
     await b.publish("new", "x")  # forgets "idle"
     backend = backend_of(b)
     assert [len(reader.logs) for reader in backend._readers] == [1, 0]
@@ -797,7 +794,7 @@ async def test_restarted_without_its_data_redis_gives_live_subscribers_a_reset(
         await b.publish("news", tick(2))
     await anyio.to_thread.run_sync(own_redis.start)
     # Once its reader is back, not at the next publish: the events it read are gone.
-    await until(b, "news", lambda log: log.gap != NO_GAP)
+    await until(b, "news", lambda log: log.lost_through != NOTHING_LOST)
     (frame,) = ready(live)
     assert reset_info(frame) == {"reason": "gone", "topics": ["news"], "resume_from": "0-0"}
     e2 = await b.publish("news", tick(3))
@@ -876,7 +873,7 @@ async def test_the_first_publish_after_redis_came_back_is_stored(
     ready(live)
     own_redis.kill()
     await anyio.to_thread.run_sync(own_redis.start)
-    await until(b, "news", lambda log: log.gap != NO_GAP)  # the reader reads again
+    await until(b, "news", lambda log: log.lost_through != NOTHING_LOST)  # the reader reads again
     e2 = await b.publish("news", tick(2))
     await reached(b, "news", e2)
 
@@ -903,7 +900,7 @@ async def test_a_topic_key_of_another_type_is_refused_not_unavailable(
     await raw.set(key, "not a stream")
     await polled(lambda: "reading the topics' streams failed" in caplog.text)
     await raw.delete(key)
-    await until(b, "taken", lambda log: log.gap != NO_GAP)  # its events are gone
+    await until(b, "taken", lambda log: log.lost_through != NOTHING_LOST)  # its events are gone
     assert reset_info(ready(sub)[0])["reason"] == "gone"
     e2 = await b.publish("taken", "2")
     await reached(b, "taken", e2)
@@ -1047,13 +1044,13 @@ async def test_a_reply_read_before_a_topic_was_followed_again_is_not_fed_to_its_
     backend = backend_of(hub)
     await prepared(hub, "t")
     reader = backend._readers[0]
-    key = backend._key(hub._topics["t"])
+    key = backend._key(hub._core.logs["t"])
     before = dict(reader.logs)  # what an XREAD in flight was sent for
-    fresh = TopicLog("t", limit=10, limit_bytes=1 << 20)
+    fresh = TopicLog("t", max_events=10, max_bytes=1 << 20)
     reader.logs[key] = fresh  # forgotten and followed again, with a log of its own
     stale = [(key, [(b"9-0", {b"p": b"8-0", b"h": b"", b"t": b"data: x\n\n"})])]
     reader.feed(stale, before)
-    assert (fresh.head, fresh.gap, backend.gaps) == (0, NO_GAP, 0)
+    assert (fresh.newest, fresh.lost_through, backend.gaps) == (0, NOTHING_LOST, 0)
 
 
 async def test_the_close_marker_read_while_locate_asks_redis_keeps_the_events_before_it(
@@ -1069,18 +1066,18 @@ async def test_the_close_marker_read_while_locate_asks_redis_keeps_the_events_be
     await b.close("t")
     backend = backend_of(b)
     # A log of this topic whose reader has read up to e1 only (a process behind).
-    log = TopicLog("t", limit=100, limit_bytes=1 << 20)
-    log.floor, log.attached = e1, True
-    real_exists = backend._exists
+    log = TopicLog("t", max_events=100, max_bytes=1 << 20)
+    log.attach(after=e1)
+    real_exists = backend._locator._exists
 
     async def exists_while_the_reader_catches_up(log_: TopicLog, position: str) -> bool:
         found = await real_exists(log_, position)
         for event_id, text in ((e2, "e2"), (e3, "e3")):  # what the reader reads meanwhile
             log.append(event_id, b"", f"data: {text}\n\n".encode())
-        log.closed = True  # ... and the close marker
+        log.close()  # ... and the close marker
         return found
 
-    monkeypatch.setattr(backend, "_exists", exists_while_the_reader_catches_up)
+    monkeypatch.setattr(backend._locator, "_exists", exists_while_the_reader_catches_up)
     start, why = await backend.locate(log, e2)
     assert why is None
-    assert [log.position(sequence) for sequence in range(start, log.head + 1)] == [e3]
+    assert [log.id_at(sequence) for sequence in range(start, log.newest + 1)] == [e3]

@@ -1,0 +1,136 @@
+"""What a hub and its subscriptions share: the topics' logs in this process (made on
+demand, at most ``max_topics``, idle ones expiring), the backend, the observer, the
+counters and whether the hub stopped.
+
+`Hub` is the facade users hold; a `Subscription` holds this instead of the hub, so the
+subscription module does not import the facade (which imports it).
+
+Imports the log, the backend SPI and the observer; never the facade, the subscriptions
+or the ASGI layer.
+"""
+
+from __future__ import annotations
+
+from time import monotonic
+
+from .._protocol.errors import HubFull
+from .._protocol.reset import ResetReason
+from .backend import HubBackend
+from .log import TopicLog
+from .observer import HubObserver, HubStats, OverflowPolicy, SubscriptionEnd
+
+__all__ = ("HubCore",)
+
+
+class HubCore:
+    """The hub's state (see the module). Its fields are read by the hub's facade and
+    its subscriptions; the topics change through its methods."""
+
+    __slots__ = (
+        "backend",
+        "expire_after",
+        "history",
+        "history_bytes",
+        "logs",
+        "max_topics",
+        "observer",
+        "on_overflow",
+        "stats",
+        "stopped",
+        "swept",
+    )
+
+    def __init__(
+        self,
+        *,
+        backend: HubBackend,
+        history: int,
+        history_bytes: int,
+        on_overflow: OverflowPolicy,
+        expire_after: float,
+        max_topics: int,
+        observer: HubObserver | None,
+    ) -> None:
+        self.backend = backend
+        self.history = history
+        self.history_bytes = history_bytes
+        self.on_overflow: OverflowPolicy = on_overflow
+        self.expire_after = expire_after
+        self.max_topics = max_topics
+        self.observer = observer
+        self.logs: dict[str, TopicLog] = {}
+        self.stats = HubStats()
+        self.stopped = False
+        self.swept = monotonic()  # when idle logs were last looked for
+
+    def log(self, name: str) -> TopicLog:
+        """The log of topic ``name``, made if the hub holds none.
+
+        Raises:
+            ValueError: ``name`` is not a non-empty str.
+            HubFull: ``max_topics`` topics are held, every one with subscribers.
+        """
+        log = self.logs.get(name)
+        if log is not None:
+            return log
+        if type(name) is not str or not name:
+            raise ValueError(f"a topic is a non-empty str, got {name!r}")
+        self.make_room()
+        observer = self.observer
+        self.logs[name] = log = TopicLog(
+            name,
+            max_events=self.history,
+            max_bytes=self.history_bytes,
+            lag_every=0 if observer is None else observer.lag_every,
+        )
+        if self.backend.logs_are_the_store:
+            log.attach()
+        return log
+
+    def make_room(self) -> None:
+        """Forget the expired logs, and the idlest one if ``max_topics`` are held."""
+        self.sweep(force=len(self.logs) >= self.max_topics)
+        if len(self.logs) >= self.max_topics:
+            idle = [log for log in self.logs.values() if log.subscribers == 0]
+            if not idle:
+                raise HubFull(f"the hub holds {self.max_topics} topics, all of them in use")
+            self.forget(min(idle, key=lambda log: log.last_used))
+
+    def sweep(self, *, force: bool = False) -> None:
+        """Forget the logs idle for ``expire_after`` seconds (looked for at most four
+        times per ``expire_after`` unless ``force``)."""
+        now = monotonic()
+        if not force and now - self.swept < self.expire_after / 4:
+            return
+        self.swept = now
+        expired = [
+            log
+            for log in self.logs.values()
+            if log.subscribers == 0 and now - log.last_used >= self.expire_after
+        ]
+        for log in expired:
+            self.forget(log)
+
+    def forget(self, log: TopicLog) -> None:
+        del self.logs[log.name]
+        self.backend.forget(log)
+
+    def set_observer(self, observer: HubObserver | None) -> None:
+        self.observer = observer
+        every = 0 if observer is None else observer.lag_every
+        for log in self.logs.values():
+            log.measure_lag_every(every)
+
+    def stop(self) -> None:
+        """No more publishes; wake every subscriber, so that its stream ends."""
+        self.stopped = True
+        for log in self.logs.values():
+            log.wake()
+
+    def count_reset(self, reason: ResetReason) -> None:
+        resets = self.stats.resets
+        resets[reason] = resets.get(reason, 0) + 1
+
+    def count_drop(self, reason: SubscriptionEnd) -> None:
+        dropped = self.stats.dropped
+        dropped[reason] = dropped.get(reason, 0) + 1

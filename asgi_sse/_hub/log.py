@@ -1,0 +1,279 @@
+"""The topic log: one topic's recent events in this process, as the frames subscribers
+send, and what those subscribers wait on.
+
+Strategy: a deque of frames numbered by sequence (``oldest .. newest``), bounded by
+count and by bytes; a subscriber is a sequence into it, so publishing never waits on
+anybody and a frozen client costs an int. The log owns its invariants: every change
+goes through one of its methods (append, back-fill older events, lose history, close,
+attach and detach, count subscribers); everyone else, backends included, only reads
+its attributes. Those are plain attributes, not properties, because subscribers read
+them once per event (`Subscription.next_ready`).
+
+Imports the protocol layer (frames, cursor keys) and anyio; never the ASGI layer or
+the rest of the hub.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from time import monotonic, time
+from typing import Literal
+
+import anyio
+
+from .._protocol.cursor import format_position, new_epoch, source_key
+from .._protocol.frames import IdFrame, frame_id, frame_with_id, id_line
+
+__all__ = ("NOTHING_LOST", "BackfillOutcome", "TopicLog")
+
+#: `TopicLog.lost_through` of a log that never lost an event.
+NOTHING_LOST = -(1 << 62)
+
+#: What `TopicLog.backfill` did: ``filled`` (the events are in the log: all of them,
+#: or with ``trim_to_fit`` as many as its bytes allow), ``no_room`` (more events than
+#: `TopicLog.room_for_older` allows now: the log grew meanwhile; nothing changed),
+#: ``too_big`` (without ``trim_to_fit``: more bytes than the log holds; nothing changed).
+BackfillOutcome = Literal["filled", "no_room", "too_big"]
+
+
+class TopicLog:
+    """One topic's log in this process: the frames of its events ``oldest ..
+    newest`` (sequence numbers), bounded by ``max_events`` and ``max_bytes``, and the
+    subscribers waiting for the next one.
+
+    Sequences are this process's: they number the events as they reach the log, from
+    1. A backend's event ids are its own (the memory backend's are
+    ``<epoch>-<sequence>``, Redis's the stream entry ids); every frame carries its id in
+    its ``id:`` line, and `id_at` maps a sequence to its id.
+
+    The hub makes the logs and a backend feeds them. Every attribute is read-only
+    outside the log's own methods.
+    """
+
+    __slots__ = (
+        "attached",
+        "bytes_held",
+        "closed",
+        "cursor_key",
+        "epoch",
+        "frames",
+        "id_before_oldest",
+        "lag_every",
+        "lag_samples",
+        "last_used",
+        "lost_through",
+        "max_bytes",
+        "max_events",
+        "name",
+        "newest",
+        "next_change_event",
+        "oldest",
+        "subscribers",
+        "waiters",
+    )
+
+    def __init__(self, name: str, *, max_events: int, max_bytes: int, lag_every: int = 0) -> None:
+        #: The topic's name, and its key in a composite cursor.
+        self.name = name
+        self.cursor_key = source_key(name)
+        #: Chosen when the log is made: the first part of memory ids.
+        self.epoch = new_epoch()
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        #: The frames, oldest first, each with where its id line is.
+        self.frames: deque[IdFrame] = deque()
+        #: The sequence of ``frames[0]`` (``newest + 1`` when the log is empty).
+        self.oldest = 1
+        #: The sequence of the newest event; 0: none yet.
+        self.newest = 0
+        #: The bytes of ``frames``.
+        self.bytes_held = 0
+        #: No event will be added: the topic was closed.
+        self.closed = False
+        #: The backend feeds this log (`attach`).
+        self.attached = False
+        #: The subscriptions that hold this log.
+        self.subscribers = 0
+        #: When the log was last appended to or used (`time.monotonic`): idle logs
+        #: expire.
+        self.last_used = monotonic()
+        #: The id of the event before ``frames[0]``, for backends with ids of their own
+        #: (None: memory ids, made from ``epoch``).
+        self.id_before_oldest: str | None = None
+        #: The newest sequence lost in a gap (events the backend could not deliver): a
+        #: subscriber at or behind it missed events.
+        self.lost_through = NOTHING_LOST
+        #: One event in ``lag_every`` has its publish time kept (0: none) ...
+        self.lag_every = lag_every
+        #: ... here, by sequence (`time.time()` seconds), until it leaves the log.
+        self.lag_samples: dict[int, float] = {}
+        #: Set (and forgotten) at the next change; made by the first subscriber that
+        #: waits, so that a log is bound to no event loop while nobody waits (a hub made
+        #: at import time serves whichever loop runs the app).
+        self.next_change_event: anyio.Event | None = None
+        #: The events of multi-topic subscribers waiting on this log among others.
+        self.waiters: set[anyio.Event] = set()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def id_at(self, sequence: int) -> str:
+        """The id of the event at ``sequence`` (``oldest - 1`` up to ``newest``)."""
+        if self.id_before_oldest is None:
+            return format_position(self.epoch, sequence)
+        if sequence < self.oldest:
+            return self.id_before_oldest
+        return frame_id(self.frames[sequence - self.oldest])
+
+    def newest_id(self) -> str:
+        """The id of the newest event (of the event before the log's first, if none)."""
+        return self.id_at(self.newest)
+
+    def frame_at(self, sequence: int) -> IdFrame:
+        """The frame of the event at ``sequence`` (``oldest`` up to ``newest``)."""
+        return self.frames[sequence - self.oldest]
+
+    @staticmethod
+    def frame_size(event_id: str, prefix: bytes, suffix: bytes) -> int:
+        """The bytes the frame of an event takes in a log."""
+        return len(prefix) + len(id_line(event_id)) + len(suffix)
+
+    def room_for_older(self) -> int:
+        """How many events older than ``oldest`` `backfill` may add now (by count: not
+        past ``max_events``, and none from before a loss)."""
+        return min(self.max_events - len(self.frames), self.oldest - 1 - self.lost_through)
+
+    # -- changing ---------------------------------------------------------------------------
+
+    def append(
+        self, event_id: str, prefix: bytes, suffix: bytes, *, published_at: float | None = None
+    ) -> bytes:
+        """Add the event ``event_id`` (its frame cut where the id line goes) as the
+        newest, trim the log to its bounds, wake its subscribers; returns the frame
+        every single-topic subscriber sends. ``published_at``: when it was published
+        (`time.time()` seconds) if not now, for the lag samples."""
+        stored = frame_with_id(prefix, event_id, suffix)
+        frame = stored[0]
+        frames = self.frames
+        frames.append(stored)
+        self.newest += 1
+        self.bytes_held += len(frame)
+        if self.lag_every and self.newest % self.lag_every == 0:
+            self.lag_samples[self.newest] = time() if published_at is None else published_at
+        while len(frames) > self.max_events or (
+            self.bytes_held > self.max_bytes and len(frames) > 1
+        ):
+            self._drop_oldest()
+        self.last_used = monotonic()
+        self.wake()
+        return frame
+
+    def _drop_oldest(self) -> None:
+        if self.id_before_oldest is not None:
+            self.id_before_oldest = self.id_at(self.oldest)
+        if self.lag_samples:
+            self.lag_samples.pop(self.oldest, None)
+        self.bytes_held -= len(self.frames.popleft()[0])
+        self.oldest += 1
+
+    def backfill(
+        self, older: Sequence[tuple[str, bytes, bytes]], *, previous_id: str, trim_to_fit: bool
+    ) -> BackfillOutcome:
+        """Add events older than ``oldest`` (read back from a backend's store).
+
+        ``older``: ``(event_id, prefix, suffix)`` of each, newest first, the first being
+        the event right before ``oldest`` and each the one before the previous;
+        ``previous_id``: the id of the event before the last of them. With
+        ``trim_to_fit``, as many as the log's bytes allow are added; without, all of
+        them or none.
+        """
+        stored: list[IdFrame] = []
+        size = 0
+        for event_id, prefix, suffix in older:
+            frame = frame_with_id(prefix, event_id, suffix)
+            if self.bytes_held + size + len(frame[0]) > self.max_bytes and (self.frames or stored):
+                if not trim_to_fit:
+                    return "too_big"
+                previous_id = event_id  # the newest left out
+                break
+            stored.append(frame)
+            size += len(frame[0])
+        if not stored:
+            return "filled"
+        if len(stored) > self.room_for_older():
+            return "no_room"
+        self.frames.extendleft(stored)
+        self.bytes_held += size
+        self.oldest -= len(stored)
+        self.id_before_oldest = previous_id
+        return "filled"
+
+    def lose_history(self, id_before_next: str) -> None:
+        """Events were lost before the next one (a backend's gap): every subscriber not
+        past them gets a `Reset`; the log starts again after ``id_before_next``."""
+        self.frames.clear()
+        self.lag_samples.clear()
+        self.bytes_held = 0
+        self.newest += 1  # the loss takes a sequence of its own, which no one can be past
+        self.lost_through = self.newest
+        self.oldest = self.newest + 1
+        self.id_before_oldest = id_before_next
+        self.wake()
+
+    def close(self) -> None:
+        """No event will be added: subscribers send what remains, then end."""
+        self.closed = True
+        self.wake()
+
+    def attach(self, *, after: str | None = None, closed: bool = False) -> None:
+        """The backend feeds this log from now on: with ``after``, the id of the
+        topic's newest event (a backend with ids of its own), and whether the topic was
+        ``closed`` already."""
+        if after is not None:
+            self.id_before_oldest = after
+        self.closed = self.closed or closed
+        self.attached = True
+
+    def detach(self) -> None:
+        """The backend stopped feeding this log."""
+        self.attached = False
+
+    def measure_lag_every(self, every: int) -> None:
+        """Keep the publish time of one event in ``every`` (0: none) from now on."""
+        self.lag_every = every
+
+    def mark_used(self) -> None:
+        """The log was used now (it expires ``expire_after`` seconds after that)."""
+        self.last_used = monotonic()
+
+    def add_subscriber(self) -> None:
+        self.subscribers += 1
+
+    def remove_subscriber(self) -> None:
+        self.subscribers -= 1
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def next_change(self) -> anyio.Event:
+        """The event set at the log's next change (what a single-topic subscriber
+        waits on)."""
+        if self.next_change_event is None:
+            self.next_change_event = anyio.Event()
+        return self.next_change_event
+
+    def add_waiter(self, waiter: anyio.Event) -> None:
+        """Set ``waiter`` at the next change (a multi-topic subscriber's own event)."""
+        self.waiters.add(waiter)
+
+    def remove_waiter(self, waiter: anyio.Event) -> None:
+        self.waiters.discard(waiter)
+
+    def wake(self) -> None:
+        """Wake whoever waits for a change."""
+        changed, self.next_change_event = self.next_change_event, None
+        if changed is not None:
+            changed.set()
+        if self.waiters:
+            for waiter in self.waiters:
+                waiter.set()
+            self.waiters.clear()

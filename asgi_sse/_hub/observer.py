@@ -1,0 +1,86 @@
+"""What the hub tells the outside: its counters (`HubStats`), its metrics hooks
+(`HubObserver`), and the words both use, as types - how a subscription starts
+(`SubscriptionStart`), why it ends (`SubscriptionEnd`), what an overflow does
+(`OverflowPolicy`).
+
+Hooks are called per publish and per subscription, never per event per subscriber,
+so an observer costs nothing on the fan-out path (`on_lag` is sampled).
+
+Plain values and one do-nothing class: imports the protocol layer's reset reasons only;
+never anyio, the ASGI layer or the rest of the hub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .._protocol.reset import ResetReason
+
+__all__ = (
+    "HubObserver",
+    "HubStats",
+    "OverflowPolicy",
+    "SubscriptionEnd",
+    "SubscriptionStart",
+)
+
+#: How a subscription started: ``live`` (no last event id: from the head, after an
+#: id-only priming frame), ``replay`` (a last event id the hub could resume exactly),
+#: ``earliest`` (`EARLIEST`: everything the log holds), ``reset`` (an id it could not
+#: resume: a `Reset` first), ``closed`` (every topic closed and the client at its end:
+#: answered 204 No Content).
+SubscriptionStart = Literal["live", "replay", "earliest", "reset", "closed"]
+
+#: Why a subscription ended: ``end`` (its response ended: the client left, the stream
+#: was closed), ``closed`` (its topics were closed and it sent what remained),
+#: ``overflow`` (it fell out of the log under the ``disconnect`` policy), ``stopped``
+#: (the hub stopped), ``dropped`` (`Subscription.drop`).
+SubscriptionEnd = Literal["end", "closed", "overflow", "stopped", "dropped"]
+
+#: What a subscriber that falls out of its topic's log gets: a `Reset` then live
+#: (``reset``), or the end of its stream, so that its client resumes (``disconnect``).
+OverflowPolicy = Literal["reset", "disconnect"]
+
+
+@dataclass
+class HubStats:
+    """The hub's counters, as plain numbers (`Hub.stats()`)."""
+
+    topics: int = 0
+    subscribers: int = 0
+    published: int = 0
+    delivered_events: int = 0
+    delivered_bytes: int = 0
+    replays: int = 0
+    resets: dict[ResetReason, int] = field(default_factory=dict)
+    dropped: dict[SubscriptionEnd, int] = field(default_factory=dict)
+
+
+class HubObserver:
+    """Hooks for metrics, called per publish and per subscription, never per event per
+    subscriber. Subclass and override what you need; every method does nothing here."""
+
+    def on_publish(self, topic: str, event_id: str, size: int) -> None:
+        """An event was appended to ``topic``'s log (``size`` bytes of frame)."""
+
+    def on_subscribe(self, topics: tuple[str, ...], how: SubscriptionStart) -> None:
+        """A subscription started, ``how`` it did (see `SubscriptionStart`)."""
+
+    def on_reset(self, topics: tuple[str, ...], reason: ResetReason) -> None:
+        """A `Reset` was sent, for ``reason``."""
+
+    def on_end(
+        self, topics: tuple[str, ...], reason: SubscriptionEnd, events: int, size: int
+    ) -> None:
+        """A subscription ended for ``reason`` (see `SubscriptionEnd`) after delivering
+        ``events`` frames of ``size`` bytes in all."""
+
+    #: Every how many events of a topic a delivery lag is measured (`on_lag`); 0:
+    #: never. Read when the observer is given to the hub.
+    lag_every: int = 0
+
+    def on_lag(self, topic: str, seconds: float) -> None:
+        """A sampled event (one in ``lag_every`` of a topic's) was taken by a subscriber
+        ``seconds`` after it was published (on Redis: after the time in its id, the
+        publishing Redis server's clock)."""

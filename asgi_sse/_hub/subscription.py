@@ -1,0 +1,359 @@
+"""One client's stream of a hub's topics: cursors into the topics' logs, and a wake-up.
+
+Strategy: a subscription resolves the client's last event id once, before the response
+starts (`prepare_stream`, which is how a closed topic answers 204), then hands out
+frames: `next_nowait()` while its cursor is behind the log's newest event (the response
+sends a run of them in one write), and waits for the log's next change otherwise.
+Replay and live are one read of the same log, so there is no gap and no duplicate
+between them. With one topic every subscriber sends the log's own bytes; with several,
+the frame is copied with a composite cursor as its id.
+
+`next_ready` runs once per event per subscriber: its one-topic case reads a few
+attributes and nothing else. Its state is one `SubscriptionState` (see `state`).
+
+Imports the hub's core, log, resolution and states, and the protocol layer; never the
+facade or the ASGI layer.
+"""
+
+from __future__ import annotations
+
+from time import time
+
+import anyio
+
+from .._protocol.cursor import format_cursor
+from .._protocol.errors import HubUnavailable
+from .._protocol.frames import priming_frame, with_other_id
+from .._protocol.reset import Reset, ResetInfo, ResetReason
+from .core import HubCore
+from .log import TopicLog
+from .observer import SubscriptionEnd, SubscriptionStart
+from .resume import Resolved, resolve
+from .state import SubscriptionState, move
+
+__all__ = ("Subscription",)
+
+_UNRESOLVED = SubscriptionState.UNRESOLVED
+_STREAMING = SubscriptionState.STREAMING
+_ENDED = SubscriptionState.ENDED
+_CLOSED = SubscriptionState.CLOSED
+
+
+class Subscription:
+    """One client's stream of a hub's topics: an async iterator of frames (bytes).
+
+    Made by `Hub.subscribe`. `EventSourceResponse` calls `prepare_stream` before it
+    answers, sends every frame that is ready in one write (`next_nowait`), and closes
+    the subscription when the response ends.
+    """
+
+    __slots__ = (
+        "_core",
+        "_cursor",
+        "_delivered",
+        "_end_reason",
+        "_last_event_id",
+        "_next",
+        "_pending",
+        "_size",
+        "_state",
+        "_topics",
+        "_turn",
+        "_waiter",
+    )
+
+    def __init__(self, core: HubCore, topics: tuple[str, ...], last_event_id: str | None) -> None:
+        self._core = core
+        self._last_event_id = last_event_id or None  # an empty Last-Event-ID is no id
+        self._state = _UNRESOLVED
+        self._end_reason: SubscriptionEnd | None = None
+        self._next: list[int] = []  # per topic: the sequence to send next
+        self._pending: list[bytes] = []  # frames before the logs': priming, Reset
+        self._cursor: dict[str, str] = {}  # several topics: key -> position sent last
+        self._waiter: anyio.Event | None = None
+        self._turn = 0
+        self._delivered = 0
+        self._size = 0
+        self._topics = _hold(core, topics)
+        core.stats.subscribers += 1
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(topic.name for topic in self._topics)
+
+    # -- resolving the client's position ---------------------------------------------------
+
+    async def prepare_stream(self) -> bool:
+        """Resolve the client's last event id against the logs. False: nothing will
+        ever be sent (every topic is closed and the client is at its end), which the
+        response answers with 204 No Content.
+
+        When the backend cannot be reached, True: the response opens (keep-alives go
+        out, a browser does not give up on an error status) and the id is resolved
+        once the backend answers again.
+        """
+        try:
+            await self._resolve()
+        except HubUnavailable:
+            return True
+        return not (self._end_reason == "closed" and not self._pending)
+
+    async def _resolve_when_available(self) -> None:
+        core = self._core
+        while self._state is _UNRESOLVED and not core.stopped:
+            try:
+                await self._resolve()
+            except HubUnavailable:
+                await core.backend.available()
+
+    async def _resolve(self) -> None:
+        if self._state is not _UNRESOLVED:
+            return
+        resolved = await resolve(self._core.backend, self._topics, self._last_event_id)
+        if self._state is not _UNRESOLVED:  # resolved by another task meanwhile
+            return
+        self._next = resolved.starts
+        if len(self._topics) > 1:
+            for topic, start in zip(self._topics, resolved.starts, strict=True):
+                self._cursor[topic.cursor_key] = topic.id_at(start - 1)
+        how = self._first_frames(resolved)
+        if self._nothing_left():
+            # Closed topics, and nothing left for this client: the end. Unless it must
+            # first learn that it missed events, nothing is sent at all (204).
+            self._end("closed")
+            if resolved.reset is None:
+                self._pending.clear()
+                how = "closed"
+        self._state = move(_UNRESOLVED, _STREAMING if self._end_reason is None else _ENDED)
+        observer = self._core.observer
+        if observer is not None:
+            observer.on_subscribe(self.topics, how)
+
+    def _first_frames(self, resolved: Resolved) -> SubscriptionStart:
+        """Queue what goes before the logs' frames (a Reset, or the priming frame);
+        returns how the subscription starts."""
+        if resolved.reset is not None:
+            self._send_reset(resolved.reset, resolved.reset_topics)
+            return "reset"
+        if self._last_event_id is None:
+            self._pending.append(priming_frame(self._current_id()))
+        elif resolved.how == "replay":
+            self._core.stats.replays += 1
+        return resolved.how
+
+    def _nothing_left(self) -> bool:
+        return all(
+            topic.closed and start > topic.newest
+            for topic, start in zip(self._topics, self._next, strict=True)
+        )
+
+    def _current_id(self) -> str:
+        if len(self._topics) == 1:
+            return self._topics[0].id_at(self._next[0] - 1)
+        return format_cursor(self._cursor)
+
+    def _send_reset(self, reason: ResetReason, topics: tuple[str, ...]) -> None:
+        """Queue a `Reset` for ``topics``, which go on from their newest event."""
+        core = self._core
+        several = len(self._topics) > 1
+        for index, topic in enumerate(self._topics):
+            if topic.name in topics:
+                self._next[index] = topic.newest + 1
+                if several:
+                    self._cursor[topic.cursor_key] = topic.newest_id()
+        resume = self._current_id()
+        info = ResetInfo(reason=reason, topics=list(topics), resume_from=resume)
+        self._pending.append(Reset(data=info, id=resume).encode())
+        core.count_reset(reason)
+        if core.observer is not None:
+            core.observer.on_reset(topics, reason)
+
+    # -- handing out frames ------------------------------------------------------------------
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    def next_nowait(self) -> bytes:
+        """The next frame if one is ready now.
+
+        Raises:
+            anyio.WouldBlock: nothing is ready.
+            StopAsyncIteration: the subscription ended (topics closed and drained, the
+                hub stopped, an overflow under the ``disconnect`` policy).
+        """
+        frame = self.next_ready()
+        if frame is None:
+            raise anyio.WouldBlock
+        return frame
+
+    async def __anext__(self) -> bytes:
+        if self._state is _UNRESOLVED:
+            await self._resolve_when_available()
+        while True:
+            # Note: next_ready() says "nothing yet" with None, not an exception: a live
+            # subscriber finds nothing once per event, before it waits.
+            frame = self.next_ready()
+            if frame is not None:
+                return frame
+            await self._wait()
+
+    def next_ready(self) -> bytes | None:
+        """The next frame, or None when nothing is ready (`next_nowait` without the
+        exception).
+
+        Raises:
+            StopAsyncIteration: the subscription ended.
+        """
+        if self._pending:
+            return self._deliver(self._pending.pop(0))
+        if self._state is not _STREAMING:
+            return self._next_unless_streaming()
+        if self._core.stopped:
+            self._end("stopped")
+            raise StopAsyncIteration
+        topics = self._topics
+        if len(topics) > 1:
+            return self._next_of_several(topics)
+        # One topic, the common case: the log's own frame, nothing copied.
+        topic = topics[0]
+        sequence = self._next[0]
+        if sequence <= topic.newest:
+            if sequence < topic.oldest:
+                return self._overflow(topic)
+            self._next[0] = sequence + 1
+            if topic.lag_samples and sequence in topic.lag_samples:
+                self._lag(topic, sequence)
+            return self._deliver(topic.frames[sequence - topic.oldest][0])
+        if topic.closed:
+            self._end("closed")
+            raise StopAsyncIteration
+        return None
+
+    def _next_unless_streaming(self) -> bytes | None:
+        if self._state is not _UNRESOLVED or self._end_reason is not None:
+            raise StopAsyncIteration
+        if self._core.stopped:
+            self._end("stopped")
+            raise StopAsyncIteration
+        return None  # resolved by the first __anext__ (or prepare_stream)
+
+    def _next_of_several(self, topics: tuple[TopicLog, ...]) -> bytes | None:
+        """The next frame of several topics, taking turns, under a composite cursor."""
+        count = len(topics)
+        for offset in range(count):
+            index = (self._turn + offset) % count
+            topic = topics[index]
+            sequence = self._next[index]
+            if sequence > topic.newest:
+                continue
+            if sequence < topic.oldest:
+                return self._overflow(topic)
+            stored = topic.frame_at(sequence)
+            self._next[index] = sequence + 1
+            if topic.lag_samples and sequence in topic.lag_samples:
+                self._lag(topic, sequence)
+            self._turn = index + 1
+            self._cursor[topic.cursor_key] = topic.id_at(sequence)
+            return self._deliver(with_other_id(stored, format_cursor(self._cursor)))
+        if all(topic.closed for topic in topics):
+            self._end("closed")
+            raise StopAsyncIteration
+        return None
+
+    async def _wait(self) -> None:
+        if len(self._topics) == 1:
+            await self._topics[0].next_change().wait()
+            return
+        self._waiter = waiter = anyio.Event()
+        for topic in self._topics:
+            topic.add_waiter(waiter)
+        try:
+            await waiter.wait()
+        finally:
+            for topic in self._topics:
+                topic.remove_waiter(waiter)
+            self._waiter = None
+
+    def _lag(self, topic: TopicLog, sequence: int) -> None:
+        observer = self._core.observer
+        if observer is not None:
+            observer.on_lag(topic.name, time() - topic.lag_samples[sequence])
+
+    def _deliver(self, frame: bytes) -> bytes:
+        stats = self._core.stats
+        stats.delivered_events += 1
+        stats.delivered_bytes += len(frame)
+        self._delivered += 1
+        self._size += len(frame)
+        return frame
+
+    def _overflow(self, topic: TopicLog) -> bytes:
+        if self._core.on_overflow == "disconnect":
+            self._end("overflow")
+            raise StopAsyncIteration
+        index = self._topics.index(topic)
+        reason: ResetReason = "gone" if self._next[index] <= topic.lost_through else "overflow"
+        self._send_reset(reason, (topic.name,))
+        return self._deliver(self._pending.pop(0))
+
+    def _end(self, reason: SubscriptionEnd) -> None:
+        """End the stream (the first reason stays); while unresolved, once resolved."""
+        if self._end_reason is not None:
+            return
+        self._end_reason = reason
+        if reason in ("overflow", "stopped", "dropped"):
+            self._core.count_drop(reason)
+        if self._state is _STREAMING:
+            self._state = move(_STREAMING, _ENDED)
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def drop(self) -> None:
+        """End this client's stream now, from anywhere in the event loop's thread (an
+        admin action, a logout): what it was sent stands, its response ends cleanly, and
+        a browser reconnects with its Last-Event-ID and resumes exactly."""
+        self._end("dropped")
+        if self._waiter is not None:
+            self._waiter.set()
+        elif len(self._topics) == 1:
+            self._topics[0].wake()
+
+    async def aclose(self) -> None:
+        """Stop following the topics (the response does it when it ends). Idempotent."""
+        self.close()
+
+    def close(self) -> None:
+        """`aclose` for synchronous code."""
+        if self._state is _CLOSED:
+            return
+        core = self._core
+        waiter = self._waiter
+        for topic in self._topics:
+            topic.remove_subscriber()
+            if waiter is not None:
+                topic.remove_waiter(waiter)
+        if waiter is not None:
+            waiter.set()  # a reader waiting on it (another task) ends now
+        core.stats.subscribers -= 1
+        if self._end_reason is None:
+            self._end_reason = "end"
+        self._state = move(self._state, _CLOSED)
+        if core.observer is not None:
+            core.observer.on_end(self.topics, self._end_reason, self._delivered, self._size)
+        self._topics = ()
+
+
+def _hold(core: HubCore, names: tuple[str, ...]) -> tuple[TopicLog, ...]:
+    """The logs of ``names``, each counting this subscriber as soon as it is had: making
+    the next one (at ``max_topics``) must not evict a log this subscription holds."""
+    held: list[TopicLog] = []
+    try:
+        for name in names:
+            log = core.log(name)
+            log.add_subscriber()
+            held.append(log)
+    except BaseException:
+        for log in held:
+            log.remove_subscriber()
+        raise
+    return tuple(held)

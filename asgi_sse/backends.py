@@ -1,0 +1,34 @@
+"""The hub's backend SPI: what a `Hub` backend implements, and every type it sees.
+
+A backend keeps a hub's events and assigns their ids: `MemoryBackend` (the default)
+keeps them in this process, `asgi_sse.redis.RedisStreamsBackend` in Redis Streams for
+several processes. To write another, implement `HubBackend` using only the names here
+(and `asgi_sse`'s): the hub never asks which backend it holds, and what differs
+between backends is declared by the backend (`HubBackend.logs_are_the_store`,
+`HubBackend.can_append_nowait`).
+
+The hub keeps one `TopicLog` per topic in each process and fans out from it; a backend
+feeds those logs through their methods (`TopicLog.append`, `TopicLog.backfill`,
+`TopicLog.lose_history`, `TopicLog.close`, `TopicLog.attach`, `TopicLog.detach`) and
+only reads their attributes.
+"""
+
+from ._hub.backend import EARLIEST, HubBackend, LogBounds, ResumePoint
+from ._hub.log import NOTHING_LOST, BackfillOutcome, TopicLog
+from ._hub.memory import MemoryBackend
+from ._protocol.errors import HubUnavailable, TopicClosed
+from ._protocol.reset import ResetReason
+
+__all__ = (
+    "EARLIEST",
+    "NOTHING_LOST",
+    "BackfillOutcome",
+    "HubBackend",
+    "HubUnavailable",
+    "LogBounds",
+    "MemoryBackend",
+    "ResetReason",
+    "ResumePoint",
+    "TopicClosed",
+    "TopicLog",
+)
