@@ -6,8 +6,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._hub.hub import Hub
-from .._hub.observer import HubObserver
+from .._hub.observer import HubObserver, SubscriptionEnd, SubscriptionStart
+from .._protocol.reset import ResetReason
 from .._server.observer import StreamObserver
+from .._server.state import CloseReason
 
 try:
     from opentelemetry import metrics as otel_metrics
@@ -125,7 +127,12 @@ class SSEMetrics(StreamObserver, HubObserver):
         self._open.add(1, self._route_attributes(scope))
 
     def on_close(
-        self, scope: Mapping[str, Any], reason: str, events: int, size: int, seconds: float
+        self,
+        scope: Mapping[str, Any],
+        reason: CloseReason,
+        events: int,
+        size: int,
+        seconds: float,
     ) -> None:
         attributes = self._route_attributes(scope)
         self._open.add(-1, attributes)
@@ -143,13 +150,15 @@ class SSEMetrics(StreamObserver, HubObserver):
         self._published.add(1, attributes)
         self._published_size.add(size, attributes)
 
-    def on_subscribe(self, topics: tuple[str, ...], how: str) -> None:
+    def on_subscribe(self, topics: tuple[str, ...], how: SubscriptionStart) -> None:
         self._subscriptions.add(1, {**self._topic_attributes(topics), "how": how})
 
-    def on_reset(self, topics: tuple[str, ...], reason: str) -> None:
+    def on_reset(self, topics: tuple[str, ...], reason: ResetReason) -> None:
         self._resets.add(1, {**self._topic_attributes(topics), "reason": reason})
 
-    def on_end(self, topics: tuple[str, ...], reason: str, events: int, size: int) -> None:
+    def on_end(
+        self, topics: tuple[str, ...], reason: SubscriptionEnd, events: int, size: int
+    ) -> None:
         self._ended.add(1, {**self._topic_attributes(topics), "reason": reason})
 
     def on_lag(self, topic: str, seconds: float) -> None:
