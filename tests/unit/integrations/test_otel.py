@@ -170,7 +170,8 @@ async def test_the_backend_counters_are_observed() -> None:
 
     m = Metrics()
     backend = m.metrics.instrument_backend(RedisStreamsBackend())
-    backend.reconnects, backend.gaps = 2, 1
+    # (reconnects is read-only: the readers' connection to Redis counts them.)
+    backend._link.reconnects, backend.gaps = 2, 1
     assert m.value("asgi_sse.redis.reconnects") == 2
     assert m.value("asgi_sse.redis.gaps") == 1
     with pytest.raises(TypeError, match="no reconnects counter"):
