@@ -3,11 +3,13 @@
 The loop and its state: connect (the request, the response accepted or refused), read
 (chunks into the inbox, a silence timed), take (decoded), and on a failure choose the
 wait before the next connection. The rules it applies live beside it: the request and
-the response's checks in ``http``, the backoff in ``reconnect``, parsing in ``inbox``,
-decoding in ``decode``. `asgi_sse.client`'s docstring is the user's guide.
+the response's checks in ``http``, the waits for the head and each chunk in
+``connection``, the backoff in ``reconnect``, parsing in ``inbox``, decoding in
+``decode``, the options' checks in ``options``. `asgi_sse.client`'s docstring is the
+user's guide.
 
-The only module of the client that awaits (anyio, for trio and asyncio alike). Must not
-import the server, the hub or the test tools.
+With ``connection``, the only module of the client that awaits (anyio, for trio and
+asyncio alike). Must not import the server, the hub or the test tools.
 """
 
 from __future__ import annotations
