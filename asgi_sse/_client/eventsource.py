@@ -8,7 +8,7 @@ the response's checks in ``http``, the waits for the head and each chunk in
 ``decode``, the options' checks in ``options``. `asgi_sse.client`'s docstring is the
 user's guide.
 
-With ``connection``, the only module of the client that awaits (anyio, for trio and
+With ``connection``, the only module of the client that uses anyio (for trio and
 asyncio alike). Must not import the server, the hub or the test tools.
 """
 
