@@ -1,6 +1,7 @@
 """The client's sans-IO rules, each on its own: the backoff between failures, the
 ``Retry-After`` header, the inbox that turns the body's bytes into events (every input
-also fed one byte at a time) and the request a browser sends.
+also fed one byte at a time), the request a browser sends, and that none of them
+imports anything async.
 
 `EventSource` applies them end to end in tests/unit/client/test_client.py; here a table
 says what each rule gives for each input.
@@ -8,12 +9,15 @@ says what each rule gives for each input.
 
 from __future__ import annotations
 
+import ast
 import email.utils
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+import asgi_sse._client
 from asgi_sse import ParsedEvent
 from asgi_sse._client.http import is_event_stream, stream_request
 from asgi_sse._client.inbox import Inbox
@@ -156,3 +160,17 @@ def test_an_event_stream_is_a_200_of_that_media_type(
 ) -> None:
     headers = {} if content_type is None else {"content-type": content_type}
     assert is_event_stream(httpx.Response(status, headers=headers)) is expected
+
+
+@pytest.mark.parametrize("module", ["decode", "errors", "http", "inbox", "options", "reconnect"])
+def test_the_rules_import_nothing_async(module: str) -> None:
+    # Each module's own imports (its first lines say so): only eventsource and
+    # connection wait on anything.
+    path = Path(asgi_sse._client.__file__).parent / f"{module}.py"
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"anyio", "asyncio", "trio", "sniffio"}, module
