@@ -38,4 +38,7 @@ __all__ = (
 
 # ASGI, as asgiref types it (`Scope` is asgiref's union of scope TypedDicts).
 Receive: TypeAlias = ASGIReceiveCallable
+"""An ASGI ``receive`` callable, as asgiref types it."""
+
 Send: TypeAlias = ASGISendCallable
+"""An ASGI ``send`` callable, as asgiref types it."""

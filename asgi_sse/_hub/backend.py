@@ -21,9 +21,9 @@ from .log import TopicLog
 
 __all__ = ("EARLIEST", "HubBackend", "LogBounds", "ResumePoint")
 
-#: A last event id (``?lastEventId=earliest``, `Hub.EARLIEST`) that asks for everything
-#: a topic still holds, then live; what `HubBackend.locate` is asked for then.
 EARLIEST = "earliest"
+"""A last event id (``?lastEventId=earliest``, `Hub.EARLIEST`) that asks for everything
+a topic still holds, then live; what `HubBackend.locate` is asked for then."""
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,14 @@ from .._protocol.frames import IdFrame, frame_id, frame_with_id, id_line
 
 __all__ = ("NOTHING_LOST", "BackfillOutcome", "TopicLog")
 
-#: `TopicLog.lost_through` of a log that never lost an event.
 NOTHING_LOST = -(1 << 62)
+"""`TopicLog.lost_through` of a log that never lost an event."""
 
-#: What `TopicLog.backfill` did: ``filled`` (the events are in the log: all of them,
-#: or with ``trim_to_fit`` as many as its bytes allow), ``no_room`` (more events than
-#: `TopicLog.room_for_older` allows now: the log grew meanwhile; nothing changed),
-#: ``too_big`` (without ``trim_to_fit``: more bytes than the log holds; nothing changed).
 BackfillOutcome = Literal["filled", "no_room", "too_big"]
+"""What `TopicLog.backfill` did: ``filled`` (the events are in the log: all of them,
+or with ``trim_to_fit`` as many as its bytes allow), ``no_room`` (more events than
+`TopicLog.room_for_older` allows now: the log grew meanwhile; nothing changed),
+``too_big`` (without ``trim_to_fit``: more bytes than the log holds; nothing changed)."""
 
 
 class TopicLog:

@@ -25,22 +25,22 @@ __all__ = (
     "SubscriptionStart",
 )
 
-#: How a subscription started: ``live`` (no last event id: from the head, after an
-#: id-only priming frame), ``replay`` (a last event id the hub could resume exactly),
-#: ``earliest`` (`EARLIEST`: everything the log holds), ``reset`` (an id it could not
-#: resume: a `Reset` first), ``closed`` (every topic closed and the client at its end:
-#: answered 204 No Content).
 SubscriptionStart = Literal["live", "replay", "earliest", "reset", "closed"]
+"""How a subscription started: ``live`` (no last event id: from the head, after an
+id-only priming frame), ``replay`` (a last event id the hub could resume exactly),
+``earliest`` (`EARLIEST`: everything the log holds), ``reset`` (an id it could not
+resume: a `Reset` first), ``closed`` (every topic closed and the client at its end:
+answered 204 No Content)."""
 
-#: Why a subscription ended: ``end`` (its response ended: the client left, the stream
-#: was closed), ``closed`` (its topics were closed and it sent what remained),
-#: ``overflow`` (it fell out of the log under the ``disconnect`` policy), ``stopped``
-#: (the hub stopped), ``dropped`` (`Subscription.drop`).
 SubscriptionEnd = Literal["end", "closed", "overflow", "stopped", "dropped"]
+"""Why a subscription ended: ``end`` (its response ended: the client left, the stream
+was closed), ``closed`` (its topics were closed and it sent what remained),
+``overflow`` (it fell out of the log under the ``disconnect`` policy), ``stopped``
+(the hub stopped), ``dropped`` (`Subscription.drop`)."""
 
-#: What a subscriber that falls out of its topic's log gets: a `Reset` then live
-#: (``reset``), or the end of its stream, so that its client resumes (``disconnect``).
 OverflowPolicy = Literal["reset", "disconnect"]
+"""What a subscriber that falls out of its topic's log gets: a `Reset` then live
+(``reset``), or the end of its stream, so that its client resumes (``disconnect``)."""
 
 
 @dataclass

@@ -35,7 +35,6 @@ __all__ = (
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
-#: What an event's id is, for the documents: how a client resumes.
 CURSOR_DESCRIPTION = (
     "The event's id. A client sends the last one it received back as the "
     "`Last-Event-ID` header (or `?lastEventId=`) to resume after it, with no gap and "
@@ -44,6 +43,7 @@ CURSOR_DESCRIPTION = (
     "`.`, where the key is 8 characters derived from the topic's name. Never contains "
     "CR, LF or NUL."
 )
+"""What an event's id is, for the documents: how a client resumes."""
 
 _UNSAFE_IN_KEY = re.compile(r"[^\w.\-]")
 

@@ -16,6 +16,10 @@ from .events import BaseEvent
 __all__ = ("Reset", "ResetInfo", "ResetReason")
 
 ResetReason = Literal["gone", "unknown", "malformed", "overflow"]
+"""Why a stream could not resume exactly: ``gone`` (the id is older than what the log
+still holds), ``unknown`` (an id from another epoch or from the future: a restart),
+``malformed`` (not an id of the hub), ``overflow`` (the subscriber fell out of the log
+while connected)."""
 
 
 class ResetInfo(BaseModel):

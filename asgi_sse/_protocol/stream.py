@@ -19,12 +19,13 @@ __all__ = ("EventStream", "Item", "Preparable", "ReadyItems", "encode_item")
 
 T_co = TypeVar("T_co", covariant=True)
 
-#: What a stream may yield: typed events, wire events, a plain str (sent as `data`), or
-#: bytes that are already one or more complete frames (e.g. encoded once for many
-#: subscribers).
 Item: TypeAlias = BaseEvent[Any] | ServerSentEvent | str | bytes
-#: What `EventSourceResponse` streams: any async iterable of items.
+"""What a stream may yield: typed events, wire events, a plain str (sent as `data`), or
+bytes that are already one or more complete frames (e.g. encoded once for many
+subscribers)."""
+
 EventStream: TypeAlias = AsyncIterable[Item]
+"""What `EventSourceResponse` streams: any async iterable of items."""
 
 
 def encode_item(item: object) -> bytes:

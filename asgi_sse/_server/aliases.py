@@ -14,13 +14,14 @@ from .._protocol.wire import ServerSentEvent
 
 __all__ = ("HeadersLike", "PingEvent")
 
-#: What `ping_event=` takes: an event sent as the keep-alive instead of the `: ping`
-#: comment (a browser's EventSource never shows comments to the page; an event it does),
-#: or a function that makes a fresh one each time (with a timestamp, say).
 PingEvent: TypeAlias = (
     BaseEvent[Any] | ServerSentEvent | Callable[[], BaseEvent[Any] | ServerSentEvent]
 )
-#: Response headers: a mapping, or pairs of str or of bytes (repeated names allowed).
+"""What `ping_event=` takes: an event sent as the keep-alive instead of the `: ping`
+comment (a browser's EventSource never shows comments to the page; an event it does),
+or a function that makes a fresh one each time (with a timestamp, say)."""
+
 HeadersLike: TypeAlias = (
     Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
 )
+"""Response headers: a mapping, or pairs of str or of bytes (repeated names allowed)."""

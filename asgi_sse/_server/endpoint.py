@@ -157,11 +157,12 @@ class SSERequest:
                     return b"".join(chunks)
 
 
-#: What a handler may return: a stream, a ready response (own status or headers), or
-#: None for "204 No Content", which tells a browser's EventSource to stop reconnecting.
 HandlerResult: TypeAlias = "EventStream | EventSourceResponse | None"
-#: An endpoint's handler: called with the request, returns (or awaits) a `HandlerResult`.
+"""What a handler may return: a stream, a ready response (own status or headers), or
+None for "204 No Content", which tells a browser's EventSource to stop reconnecting."""
+
 Handler: TypeAlias = "Callable[[SSERequest], HandlerResult | Awaitable[HandlerResult]]"
+"""An endpoint's handler: called with the request, returns (or awaits) a `HandlerResult`."""
 
 
 class SSEEndpoint:

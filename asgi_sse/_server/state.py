@@ -20,15 +20,6 @@ __all__ = (
     "check_transition",
 )
 
-#: Why a response ended, as told to `StreamObserver.on_close` (the first reason sticks):
-#:
-#: - ``stream_end``: the stream was exhausted (or the request was a HEAD);
-#: - ``stream_error``: the stream (or a ``ping_event`` function) raised; logged;
-#: - ``client_left``: ``http.disconnect``, or ``send`` raised OSError (ASGI 2.4);
-#: - ``send_timeout``: the client stopped reading for ``send_timeout`` seconds;
-#: - ``send_failed``: the server's ``send`` raised something else than OSError; logged;
-#: - ``shutdown``: the server is stopping (`GracefulShutdown`, `ShutdownSignal`);
-#: - ``server_cancelled``: the server cancelled the request task itself.
 CloseReason: TypeAlias = Literal[
     "stream_end",
     "stream_error",
@@ -38,6 +29,17 @@ CloseReason: TypeAlias = Literal[
     "shutdown",
     "server_cancelled",
 ]
+"""Why a response ended, as told to `StreamObserver.on_close` (the first reason sticks):
+
+- ``stream_end``: the stream was exhausted (or the request was a HEAD);
+- ``stream_error``: the stream (or a ``ping_event`` function) raised; logged;
+- ``client_left``: ``http.disconnect``, or ``send`` raised OSError (ASGI 2.4);
+- ``send_timeout``: the client stopped reading for ``send_timeout`` seconds;
+- ``send_failed``: the server's ``send`` raised something else than OSError; logged;
+- ``shutdown``: the server is stopping (`GracefulShutdown`, `ShutdownSignal`);
+- ``server_cancelled``: the server cancelled the request task itself.
+"""
+
 #: The reasons after which nothing more may be sent: the client is gone or unreachable.
 CLIENT_GONE_REASONS: frozenset[CloseReason] = frozenset(
     {"client_left", "send_timeout", "send_failed"}

@@ -37,5 +37,5 @@ __all__ = (
 AnyScope: TypeAlias = Any
 AnyReceive: TypeAlias = Any
 AnySend: TypeAlias = Any
-#: Any ASGI 3 application, however its framework types it.
 ASGIApp: TypeAlias = Callable[[Any, Any, Any], Awaitable[Any]]
+"""Any ASGI 3 application, however its framework types it."""
