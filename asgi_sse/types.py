@@ -1,7 +1,8 @@
 """The types users annotate with: what a stream yields, what a handler returns, the
-options' value types, the ready-items protocol, the ASGI callables, and the hub's
-words as Literals (how a subscription starts and ends, why a stream resets, what an
-overflow does).
+options (`ResponseOptions`, `EndpointOptions`) and their value types, the ready-items
+protocol, the ASGI callables, and the words as Literals: why a response closed
+(`CloseReason`, told to `StreamObserver.on_close`), how a subscription starts and
+ends, why a stream resets, what an overflow does.
 
 Only type aliases and protocols live here; importing this module has no side effect.
 """
@@ -15,10 +16,14 @@ from ._protocol.reset import ResetReason
 from ._protocol.stream import EventStream, Item, Preparable, ReadyItems
 from ._server.aliases import HeadersLike, PingEvent
 from ._server.endpoint import Handler, HandlerResult
+from ._server.options import EndpointOptions, ResponseOptions
+from ._server.state import CloseReason
 from ._util.asgi import ASGIApp, ASGIReceiveCallable, ASGISendCallable, Scope
 
 __all__ = (
     "ASGIApp",
+    "CloseReason",
+    "EndpointOptions",
     "EventStream",
     "Handler",
     "HandlerResult",
@@ -30,6 +35,7 @@ __all__ = (
     "ReadyItems",
     "Receive",
     "ResetReason",
+    "ResponseOptions",
     "Scope",
     "Send",
     "SubscriptionEnd",

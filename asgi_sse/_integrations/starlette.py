@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .._protocol.stream import EventStream
-from .._server.aliases import PingEvent
-from .._server.observer import StreamObserver
-from .._server.options import DEFAULT_PING, DEFAULT_SEND_TIMEOUT, StreamOptions
+from .._server.options import ResponseOptions, response_options, spell_out_options
 from .._server.response import EventSourceResponse as _CoreResponse
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ("EventSourceResponse",)
 
@@ -35,28 +36,19 @@ class EventSourceResponse(Response):
 
     media_type = "text/event-stream"
 
+    @spell_out_options(ResponseOptions)
     def __init__(
         self,
         content: EventStream,
         status_code: int = 200,
         *,
-        headers: Mapping[str, str] | None = None,
-        ping: float | None = DEFAULT_PING,
-        ping_event: PingEvent | None = None,
-        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         background: BackgroundTask | None = None,
-        observer: StreamObserver | None = None,
+        **options: Unpack[ResponseOptions],
     ) -> None:
         self.stream = content
         self.status_code = status_code
         self.background = background
-        self.options = StreamOptions(
-            ping=ping,
-            ping_event=ping_event,
-            send_timeout=send_timeout,
-            headers=headers,
-            observer=observer,
-        )
+        self.options = response_options(options, type(self))
         # Starlette's own attribute: code that adds headers after construction edits it.
         self.raw_headers = list(self.options.header_list)
         self.body = b""

@@ -14,7 +14,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cached_property
-from typing import Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 from urllib.parse import parse_qsl
 
 from .._protocol.errors import ClientDisconnected
@@ -28,15 +28,11 @@ from .._util.asgi import (
     Scope,
 )
 from .._util.lifespan import answer_lifespan
-from .aliases import HeadersLike, PingEvent
-from .observer import StreamObserver
-from .options import (
-    DEFAULT_LAST_EVENT_ID_PARAM,
-    DEFAULT_PING,
-    DEFAULT_SEND_TIMEOUT,
-    StreamOptions,
-)
+from .options import EndpointOptions, StreamOptions, endpoint_options, spell_out_options
 from .response import EventSourceResponse, plain_response
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ("Handler", "HandlerResult", "SSEEndpoint", "SSERequest", "answer_lifespan", "app_path")
 
@@ -172,9 +168,10 @@ class SSEEndpoint:
     iterable, or an async function returning one (to read the body or check the
     request first). It may also return an `EventSourceResponse` (own status or
     headers) or None (204 No Content: a browser stops reconnecting). The options are
-    those of `EventSourceResponse`. ``methods`` limits the HTTP methods (405
-    otherwise); by default every method streams but OPTIONS, which is answered with
-    204 and an `Allow` header and never runs the handler (a CORS preflight).
+    those of `EventSourceResponse`, and two more (`asgi_sse.types.EndpointOptions`):
+    ``methods`` limits the HTTP methods (405 otherwise); by default every method
+    streams but OPTIONS, which is answered with 204 and an `Allow` header and never
+    runs the handler (a CORS preflight).
 
     A handler error before the stream starts is logged and answered with 500.
     Websocket scopes are refused; lifespan scopes are answered, so the endpoint also
@@ -187,34 +184,15 @@ class SSEEndpoint:
 
     __slots__ = ("handler", "options")
 
-    def __init__(
-        self,
-        handler: Handler,
-        *,
-        ping: float | None = DEFAULT_PING,
-        ping_event: PingEvent | None = None,
-        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
-        headers: HeadersLike | None = None,
-        methods: tuple[str, ...] | None = None,
-        last_event_id_param: str = DEFAULT_LAST_EVENT_ID_PARAM,
-        observer: StreamObserver | None = None,
-    ) -> None:
+    @spell_out_options(EndpointOptions)
+    def __init__(self, handler: Handler, **options: Unpack[EndpointOptions]) -> None:
         self.handler = handler
-        self.options = StreamOptions(
-            ping=ping,
-            ping_event=ping_event,
-            send_timeout=send_timeout,
-            headers=headers,
-            methods=methods,
-            last_event_id_param=last_event_id_param,
-            observer=observer,
-        )
+        self.options = endpoint_options(options, type(self))
 
     @classmethod
     def with_options(cls, handler: Handler, options: StreamOptions) -> SSEEndpoint:
         """An endpoint with options that were checked already (by a middleware)."""
-        endpoint = cls.__new__(cls)
-        endpoint.handler = handler
+        endpoint = cls(handler)
         endpoint.options = options
         return endpoint
 

@@ -9,7 +9,7 @@ at construction, per-request state lives in `SSEEndpoint.__call__`'s locals.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .._util.asgi import (
     AnyReceive,
@@ -17,15 +17,11 @@ from .._util.asgi import (
     AnySend,
     ASGIApp,
 )
-from .aliases import HeadersLike, PingEvent
 from .endpoint import Handler, SSEEndpoint, app_path
-from .observer import StreamObserver
-from .options import (
-    DEFAULT_LAST_EVENT_ID_PARAM,
-    DEFAULT_PING,
-    DEFAULT_SEND_TIMEOUT,
-    StreamOptions,
-)
+from .options import EndpointOptions, endpoint_options, spell_out_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ("SSEMiddleware",)
 
@@ -42,29 +38,15 @@ class SSEMiddleware:
         ValueError: at construction, for a route that does not start with "/".
     """
 
+    @spell_out_options(EndpointOptions)
     def __init__(
         self,
         app: ASGIApp,
         routes: Mapping[str, Handler | SSEEndpoint],
-        *,
-        ping: float | None = DEFAULT_PING,
-        ping_event: PingEvent | None = None,
-        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
-        headers: HeadersLike | None = None,
-        methods: tuple[str, ...] | None = None,
-        last_event_id_param: str = DEFAULT_LAST_EVENT_ID_PARAM,
-        observer: StreamObserver | None = None,
+        **options: Unpack[EndpointOptions],
     ) -> None:
         self.app = app
-        options = StreamOptions(
-            ping=ping,
-            ping_event=ping_event,
-            send_timeout=send_timeout,
-            headers=headers,
-            methods=methods,
-            last_event_id_param=last_event_id_param,
-            observer=observer,
-        )
+        shared = endpoint_options(options, type(self))
         self.routes: dict[str, SSEEndpoint] = {}
         for path, target in routes.items():
             if not path.startswith("/"):
@@ -72,7 +54,7 @@ class SSEMiddleware:
             self.routes[path] = (
                 target
                 if isinstance(target, SSEEndpoint)
-                else SSEEndpoint.with_options(target, options)
+                else SSEEndpoint.with_options(target, shared)
             )
 
     async def __call__(self, scope: AnyScope, receive: AnyReceive, send: AnySend) -> None:

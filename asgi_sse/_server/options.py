@@ -1,5 +1,15 @@
-"""The options of a streaming response, validated once: one frozen value shared by
-`EventSourceResponse`, `SSEEndpoint`, `SSEMiddleware` and the Starlette adapter.
+"""The options of a streaming response: declared once, validated once.
+
+`ResponseOptions` (and `EndpointOptions`, which adds what only an endpoint uses) is
+the one declaration of the option keywords. Every entry point - `EventSourceResponse`,
+`SSEEndpoint`, `SSEMiddleware`, the Starlette adapter - takes them as
+``**options: Unpack[...]`` (PEP 692: a type checker sees each keyword with its type)
+and forwards them to `response_options` or `endpoint_options`, the one place that
+builds the frozen `StreamOptions` (which holds the defaults and the checks) and refuses
+a keyword the entry point does not take. A type checker holds both builders'
+``StreamOptions(**options)`` to the declaration, and `spell_out_options` puts the
+keywords back into each entry point's runtime signature (``help()``, IDEs), so users
+see the same signatures as when each entry point spelled them out.
 
 Everything that is the same for every response is done here, at construction: the
 headers are checked and encoded, the keep-alive is encoded (or wrapped, when it is a
@@ -10,9 +20,10 @@ Imports the wire and events layers; nothing async, nothing ASGI.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from .._protocol.events import BaseEvent
 from .._protocol.wire import ServerSentEvent
@@ -28,9 +39,14 @@ __all__ = (
     "DEFAULT_PING",
     "DEFAULT_SEND_TIMEOUT",
     "PING_COMMENT",
+    "EndpointOptions",
+    "ResponseOptions",
     "StreamOptions",
     "build_headers",
+    "endpoint_options",
     "keepalive_body",
+    "response_options",
+    "spell_out_options",
 )
 
 #: Seconds of silence before a keep-alive goes out: under the idle timeouts of common
@@ -56,6 +72,38 @@ DEFAULT_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 # Note: no `connection: keep-alive` - it is forbidden in HTTP/2 (RFC 9113, 8.2.2), and
 # these framing headers are the server's business, never the application's.
 _SERVER_HEADERS = frozenset({b"connection", b"transfer-encoding", b"content-length"})
+
+
+class ResponseOptions(TypedDict, total=False):
+    """The keywords every streaming response takes (all optional).
+
+    - ``ping``: seconds of silence before a keep-alive goes out (default 15; None:
+      never);
+    - ``ping_event``: the keep-alive as an event a browser's EventSource sees, or a
+      function returning a fresh one each time (default: the ``: ping`` comment);
+    - ``send_timeout``: seconds the client may go without reading a piece of the body
+      before it is dropped (default 30; None: never);
+    - ``headers``: response headers, merged over the event-stream defaults;
+    - ``observer``: a `StreamObserver` told when each response opens and closes.
+    """
+
+    ping: float | None
+    ping_event: PingEvent | None
+    send_timeout: float | None
+    headers: HeadersLike | None
+    observer: StreamObserver | None
+
+
+class EndpointOptions(ResponseOptions, total=False):
+    """The keywords of `SSEEndpoint` and `SSEMiddleware`: a response's, and
+
+    - ``methods``: the HTTP methods that stream (default: every method but OPTIONS);
+    - ``last_event_id_param``: the query parameter read as the last event id when no
+      ``Last-Event-ID`` header came (default ``lastEventId``).
+    """
+
+    methods: tuple[str, ...] | None
+    last_event_id_param: str
 
 
 def build_headers(headers: HeadersLike | None) -> tuple[tuple[bytes, bytes], ...]:
@@ -179,3 +227,72 @@ class StreamOptions:
 
 #: The options of a response made with no options given (shared, not one per response).
 DEFAULTS = StreamOptions()
+
+_RESPONSE_KEYWORDS = frozenset(ResponseOptions.__annotations__)
+_ENDPOINT_KEYWORDS = frozenset(EndpointOptions.__annotations__)
+
+
+def response_options(options: ResponseOptions, owner: type) -> StreamOptions:
+    """The `StreamOptions` of a response's keywords: the shared `DEFAULTS` for none.
+
+    Raises:
+        TypeError: for a keyword that is not a response's (``methods=`` is an
+            endpoint's), as Python would for ``owner.__init__``; and what
+            `StreamOptions` raises.
+        ValueError: what `StreamOptions` raises.
+    """
+    if not options:
+        return DEFAULTS  # nothing to check or encode per response
+    if not _RESPONSE_KEYWORDS.issuperset(options):
+        _refuse_unknown(options, _RESPONSE_KEYWORDS, owner)
+    return StreamOptions(**options)
+
+
+def endpoint_options(options: EndpointOptions, owner: type) -> StreamOptions:
+    """The `StreamOptions` of an endpoint's (or a middleware's) keywords: the shared
+    `DEFAULTS` for none. Raises as `response_options` does."""
+    if not options:
+        return DEFAULTS
+    if not _ENDPOINT_KEYWORDS.issuperset(options):
+        _refuse_unknown(options, _ENDPOINT_KEYWORDS, owner)
+    return StreamOptions(**options)
+
+
+def _refuse_unknown(options: Mapping[str, object], known: frozenset[str], owner: type) -> None:
+    unknown = sorted(set(options) - known)[0]
+    msg = f"{owner.__qualname__}.__init__() got an unexpected keyword argument {unknown!r}"
+    raise TypeError(msg)
+
+
+_Init = TypeVar("_Init", bound=Callable[..., None])
+
+
+def spell_out_options(
+    options: type[ResponseOptions] | type[EndpointOptions],
+) -> Callable[[_Init], _Init]:
+    """Decorate an ``__init__`` taking ``**options: Unpack[options]``: its runtime
+    signature (``help()``, ``inspect.signature``, IDEs) lists the option keywords with
+    their defaults in place of ``**options``. Type checkers read them from the TypedDict;
+    this only tells the same to everything that reads the signature at run time."""
+    defaults = {option.name: option for option in fields(StreamOptions) if option.init}
+
+    def spell_out(init: _Init) -> _Init:
+        signature = inspect.signature(init)
+        parameters = [
+            parameter
+            for parameter in signature.parameters.values()
+            if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        parameters += [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=defaults[name].default,
+                annotation=defaults[name].type,
+            )
+            for name in options.__annotations__
+        ]
+        init.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        return init
+
+    return spell_out

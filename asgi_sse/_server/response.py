@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from time import monotonic
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -27,13 +27,14 @@ from .._protocol.errors import ClientDisconnected
 from .._protocol.stream import EventStream
 from .._util.asgi import AnyReceive, AnyScope, AnySend
 from .._util.closing import close_stream
-from .aliases import HeadersLike, PingEvent
 from .connection import Connection
-from .observer import StreamObserver
-from .options import DEFAULT_PING, DEFAULT_SEND_TIMEOUT, DEFAULTS, StreamOptions
+from .options import ResponseOptions, StreamOptions, response_options, spell_out_options
 from .pump import pump
 from .shutdown import SCOPE_KEY, ShutdownSignal
 from .watch import watching
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ("EventSourceResponse", "plain_response")
 
@@ -67,7 +68,8 @@ class EventSourceResponse:
     response cleanly; an event whose value cannot be encoded is left out and logged.
     HEAD and OPTIONS requests get the headers and no body, and the stream never runs.
     ``observer`` (a `StreamObserver`, e.g. `asgi_sse.otel.SSEMetrics`) is told when the
-    response starts streaming and when it ends, with why and what it sent.
+    response starts streaming and when it ends, with why and what it sent. (The option
+    keywords are declared in `asgi_sse.types.ResponseOptions`.)
 
     Raises:
         ValueError: at construction, for headers that cannot be sent, or a ``ping`` or
@@ -78,36 +80,18 @@ class EventSourceResponse:
 
     __slots__ = ("_shutdown", "options", "status_code", "stream")
 
+    @spell_out_options(ResponseOptions)
     def __init__(
         self,
         stream: EventStream,
         *,
         status_code: int = 200,
-        headers: HeadersLike | None = None,
-        ping: float | None = DEFAULT_PING,
-        ping_event: PingEvent | None = None,
-        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         shutdown: ShutdownSignal | None = None,
-        observer: StreamObserver | None = None,
+        **options: Unpack[ResponseOptions],
     ) -> None:
         self.stream = stream
         self.status_code = status_code
-        if (
-            headers is None
-            and ping_event is None
-            and ping == DEFAULT_PING
-            and send_timeout == DEFAULT_SEND_TIMEOUT
-            and observer is None
-        ):
-            self.options = DEFAULTS  # shared: nothing to check or encode per response
-        else:
-            self.options = StreamOptions(
-                ping=ping,
-                ping_event=ping_event,
-                send_timeout=send_timeout,
-                headers=headers,
-                observer=observer,
-            )
+        self.options = response_options(options, type(self))
         self._shutdown = shutdown
 
     @classmethod
@@ -120,11 +104,8 @@ class EventSourceResponse:
         shutdown: ShutdownSignal | None = None,
     ) -> EventSourceResponse:
         """A response with options that were checked already (by an endpoint)."""
-        response = cls.__new__(cls)
-        response.stream = stream
-        response.status_code = status_code
+        response = cls(stream, status_code=status_code, shutdown=shutdown)
         response.options = options
-        response._shutdown = shutdown
         return response
 
     @property
