@@ -23,7 +23,7 @@ import anyio
 import httpx
 import pytest
 
-from asgi_sse import Hub, SSEEndpoint, SSERequest, Subscription
+from asgi_sse import Hub, ParsedEvent, SSEEndpoint, SSERequest, Subscription
 from asgi_sse.testing import ASGIStreamTransport, TestStream, connect
 from tests.docs.source import EXAMPLES, ROOT, example_files
 from tests.support.helpers import HTTPX_GENERATOR_WARNINGS
@@ -294,7 +294,7 @@ async def check_tokens(load: Loader) -> None:
     module = load("tokens")
     body = json.dumps({"prompt": "hi there"}).encode()
     async with connect(module.app, "/", method="POST", body=body) as stream:
-        events = []
+        events: list[ParsedEvent] = []
         while not events or events[-1].event != "done":
             events.append(await stream.next_event())
         await stream.wait_finished()
