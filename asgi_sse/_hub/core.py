@@ -87,6 +87,25 @@ class HubCore:
             log.attach()
         return log
 
+    def hold(self, names: tuple[str, ...]) -> tuple[TopicLog, ...]:
+        """The logs of ``names`` for a new subscriber, each counting it as soon as it is
+        had: making the next one (at ``max_topics``) must not evict a log it holds.
+
+        Raises:
+            ValueError, HubFull: as `log` raises them (no log then counts it).
+        """
+        held: list[TopicLog] = []
+        try:
+            for name in names:
+                log = self.log(name)
+                log.add_subscriber()
+                held.append(log)
+        except BaseException:
+            for log in held:
+                log.remove_subscriber()
+            raise
+        return tuple(held)
+
     def make_room(self) -> None:
         """Forget the expired logs, and the idlest one if ``max_topics`` are held."""
         self.sweep(force=len(self.logs) >= self.max_topics)

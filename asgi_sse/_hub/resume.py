@@ -7,7 +7,7 @@ it subscribes to, once, before its response starts.
 * an id: one topic's position, or a composite cursor with a position per topic (under
   the topic's cursor key; a topic the cursor does not name starts at its head,
   quietly); each position is the backend's to locate (`HubBackend.locate`). An id that
-  is neither is ``malformed``: a `Reset`, then live.
+  is neither is ``malformed``: a `Reset` (`reset_frame`), then live.
 
 Imports the SPI (backend, log) and the protocol layer's cursors; never the facade, the
 subscription or the ASGI layer.
@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from .._protocol.cursor import parse_cursor, parse_position
-from .._protocol.reset import ResetReason
+from .._protocol.reset import Reset, ResetInfo, ResetReason
 from .backend import EARLIEST, HubBackend
 from .log import TopicLog
 from .observer import SubscriptionStart
 
-__all__ = ("Resolved", "resolve")
+__all__ = ("Resolved", "reset_frame", "resolve")
 
 
 class Resolved(NamedTuple):
@@ -91,3 +91,10 @@ def positions_in(logs: Sequence[TopicLog], last_event_id: str) -> list[str | Non
     if entries is None:
         return None
     return [entries.get(log.cursor_key) for log in logs]
+
+
+def reset_frame(reason: ResetReason, topics: tuple[str, ...], resume_from: str) -> bytes:
+    """The `Reset` that tells a client it missed events of ``topics`` (for ``reason``),
+    and that its stream goes on after ``resume_from``, the frame's own id."""
+    info = ResetInfo(reason=reason, topics=list(topics), resume_from=resume_from)
+    return Reset(data=info, id=resume_from).encode()

@@ -4,16 +4,20 @@ After h11's ``_state.py``: one explicit state instead of flags whose combination
 something, and a table of the transitions; a move the table does not allow is a bug in
 the hub, and raises instead of leaving a subscription in a state nobody designed.
 
-::
+==========  ============================================================  =========
+from        when                                                          to
+==========  ============================================================  =========
+UNRESOLVED  its last event id is resolved, and there is a stream          STREAMING
+UNRESOLVED  resolved, and its topics are closed and had, or it was
+            asked to end meanwhile (dropped, the hub stopped)             ENDED
+STREAMING   its topics closed and drained, an overflow under the
+            ``disconnect`` policy, the hub stopped, `Subscription.drop`   ENDED
+any         `Subscription.close` (its response ended)                     CLOSED
+==========  ============================================================  =========
 
-    UNRESOLVED --(its id resolved)--------> STREAMING --(topics closed, overflow,
-        |    \\                                 |        hub stopped, dropped)--> ENDED
-        |     `--(resolved: nothing to stream)--+------------------------------> ENDED
-        `--------------------(closed)-----------+--(closed)--> CLOSED <--(closed)--'
-
-An end asked for while UNRESOLVED (a drop, the hub stopping) is kept as the
-subscription's end reason and takes effect when its id is resolved, so the client
-still gets its priming frame or `Reset` and resumes exactly.
+An end asked for while UNRESOLVED is kept as the subscription's end reason and takes
+effect when its id is resolved, so the client still gets its priming frame or `Reset`
+and resumes exactly.
 
 Standard library only.
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ("SubscriptionState", "move")
+__all__ = ("CLOSED", "ENDED", "STREAMING", "UNRESOLVED", "SubscriptionState", "move")
 
 
 class SubscriptionState(enum.Enum):
@@ -36,6 +40,13 @@ class SubscriptionState(enum.Enum):
     #: Its topics released and its observer told: the response is over.
     CLOSED = "closed"
 
+
+#: The states by name, for the code that compares them once per event (a module global
+#: is found faster than an enum member).
+UNRESOLVED = SubscriptionState.UNRESOLVED
+STREAMING = SubscriptionState.STREAMING
+ENDED = SubscriptionState.ENDED
+CLOSED = SubscriptionState.CLOSED
 
 _ALLOWED: dict[SubscriptionState, frozenset[SubscriptionState]] = {
     SubscriptionState.UNRESOLVED: frozenset(

@@ -1,17 +1,14 @@
 """One client's stream of a hub's topics: cursors into the topics' logs, and a wake-up.
 
-Strategy: a subscription resolves the client's last event id once, before the response
-starts (`prepare_stream`, which is how a closed topic answers 204), then hands out
-frames: `next_nowait()` while its cursor is behind the log's newest event (the response
-sends a run of them in one write), and waits for the log's next change otherwise.
-Replay and live are one read of the same log, so there is no gap and no duplicate
-between them. With one topic every subscriber sends the log's own bytes; with several,
-the frame is copied with a composite cursor as its id.
+A subscription resolves the client's last event id once, before the response starts
+(`prepare_stream`: a closed topic answers 204), then hands out frames while its cursor
+is behind the log's newest event (`next_nowait`: the response sends a run of them in
+one write), and waits for the log's next change otherwise. Replay and live are one read
+of the same log: no gap, no duplicate. `next_ready` runs once per event per subscriber:
+its one-topic case reads a few attributes and nothing else. Its state is one
+`SubscriptionState`.
 
-`next_ready` runs once per event per subscriber: its one-topic case reads a few
-attributes and nothing else. Its state is one `SubscriptionState` (see `state`).
-
-Imports the hub's core, log, resolution and states, and the protocol layer; never the
+Imports the hub's core, log, resolution, states and the protocol layer; never the
 facade or the ASGI layer.
 """
 
@@ -21,22 +18,17 @@ from time import time
 
 import anyio
 
-from .._protocol.cursor import format_cursor
 from .._protocol.errors import HubUnavailable
-from .._protocol.frames import priming_frame, with_other_id
-from .._protocol.reset import Reset, ResetInfo, ResetReason
+from .._protocol.frames import priming_frame
+from .._protocol.reset import ResetReason
 from .core import HubCore
 from .log import TopicLog
 from .observer import SubscriptionEnd, SubscriptionStart
-from .resume import Resolved, resolve
-from .state import SubscriptionState, move
+from .resume import Resolved, reset_frame, resolve
+from .several import SeveralTopics
+from .state import CLOSED, ENDED, STREAMING, UNRESOLVED, move
 
 __all__ = ("Subscription",)
-
-_UNRESOLVED = SubscriptionState.UNRESOLVED
-_STREAMING = SubscriptionState.STREAMING
-_ENDED = SubscriptionState.ENDED
-_CLOSED = SubscriptionState.CLOSED
 
 
 class Subscription:
@@ -49,32 +41,29 @@ class Subscription:
 
     __slots__ = (
         "_core",
-        "_cursor",
         "_delivered",
         "_end_reason",
         "_last_event_id",
         "_next",
         "_pending",
+        "_several",
         "_size",
         "_state",
         "_topics",
-        "_turn",
-        "_waiter",
     )
 
     def __init__(self, core: HubCore, topics: tuple[str, ...], last_event_id: str | None) -> None:
         self._core = core
         self._last_event_id = last_event_id or None  # an empty Last-Event-ID is no id
-        self._state = _UNRESOLVED
+        self._state = UNRESOLVED
         self._end_reason: SubscriptionEnd | None = None
         self._next: list[int] = []  # per topic: the sequence to send next
         self._pending: list[bytes] = []  # frames before the logs': priming, Reset
-        self._cursor: dict[str, str] = {}  # several topics: key -> position sent last
-        self._waiter: anyio.Event | None = None
-        self._turn = 0
         self._delivered = 0
         self._size = 0
-        self._topics = _hold(core, topics)
+        self._topics = core.hold(topics)
+        # Several topics: turns and a composite cursor (None for one, the common case).
+        self._several = SeveralTopics(self._topics) if len(topics) > 1 else None
         core.stats.subscribers += 1
 
     @property
@@ -98,33 +87,25 @@ class Subscription:
             return True
         return not (self._end_reason == "closed" and not self._pending)
 
-    async def _resolve_when_available(self) -> None:
-        core = self._core
-        while self._state is _UNRESOLVED and not core.stopped:
-            try:
-                await self._resolve()
-            except HubUnavailable:
-                await core.backend.available()
-
     async def _resolve(self) -> None:
-        if self._state is not _UNRESOLVED:
+        if self._state is not UNRESOLVED:
             return
         resolved = await resolve(self._core.backend, self._topics, self._last_event_id)
-        if self._state is not _UNRESOLVED:  # resolved by another task meanwhile
+        if self._state is not UNRESOLVED:  # closed, or resolved elsewhere, meanwhile
             return
         self._next = resolved.starts
-        if len(self._topics) > 1:
-            for topic, start in zip(self._topics, resolved.starts, strict=True):
-                self._cursor[topic.cursor_key] = topic.id_at(start - 1)
+        if self._several is not None:
+            self._several.start_at(resolved.starts)
         how = self._first_frames(resolved)
-        if self._nothing_left():
+        topics_from = zip(self._topics, self._next, strict=True)
+        if all(topic.closed and start > topic.newest for topic, start in topics_from):
             # Closed topics, and nothing left for this client: the end. Unless it must
             # first learn that it missed events, nothing is sent at all (204).
             self._end("closed")
             if resolved.reset is None:
                 self._pending.clear()
                 how = "closed"
-        self._state = move(_UNRESOLVED, _STREAMING if self._end_reason is None else _ENDED)
+        self._state = move(UNRESOLVED, STREAMING if self._end_reason is None else ENDED)
         observer = self._core.observer
         if observer is not None:
             observer.on_subscribe(self.topics, how)
@@ -141,29 +122,20 @@ class Subscription:
             self._core.stats.replays += 1
         return resolved.how
 
-    def _nothing_left(self) -> bool:
-        return all(
-            topic.closed and start > topic.newest
-            for topic, start in zip(self._topics, self._next, strict=True)
-        )
-
     def _current_id(self) -> str:
-        if len(self._topics) == 1:
-            return self._topics[0].id_at(self._next[0] - 1)
-        return format_cursor(self._cursor)
+        if self._several is not None:
+            return self._several.current_id()
+        return self._topics[0].id_at(self._next[0] - 1)
 
     def _send_reset(self, reason: ResetReason, topics: tuple[str, ...]) -> None:
         """Queue a `Reset` for ``topics``, which go on from their newest event."""
         core = self._core
-        several = len(self._topics) > 1
         for index, topic in enumerate(self._topics):
             if topic.name in topics:
                 self._next[index] = topic.newest + 1
-                if several:
-                    self._cursor[topic.cursor_key] = topic.newest_id()
-        resume = self._current_id()
-        info = ResetInfo(reason=reason, topics=list(topics), resume_from=resume)
-        self._pending.append(Reset(data=info, id=resume).encode())
+                if self._several is not None:
+                    self._several.skip_to_newest(topic)
+        self._pending.append(reset_frame(reason, topics, self._current_id()))
         core.count_reset(reason)
         if core.observer is not None:
             core.observer.on_reset(topics, reason)
@@ -187,8 +159,12 @@ class Subscription:
         return frame
 
     async def __anext__(self) -> bytes:
-        if self._state is _UNRESOLVED:
-            await self._resolve_when_available()
+        core = self._core
+        while self._state is UNRESOLVED and not core.stopped:  # once the backend answers
+            try:
+                await self._resolve()
+            except HubUnavailable:
+                await core.backend.available()
         while True:
             # Note: next_ready() says "nothing yet" with None, not an exception: a live
             # subscriber finds nothing once per event, before it waits.
@@ -206,16 +182,15 @@ class Subscription:
         """
         if self._pending:
             return self._deliver(self._pending.pop(0))
-        if self._state is not _STREAMING:
+        if self._state is not STREAMING:
             return self._next_unless_streaming()
         if self._core.stopped:
             self._end("stopped")
             raise StopAsyncIteration
-        topics = self._topics
-        if len(topics) > 1:
-            return self._next_of_several(topics)
+        if self._several is not None:
+            return self._next_of_several(self._several)
         # One topic, the common case: the log's own frame, nothing copied.
-        topic = topics[0]
+        topic = self._topics[0]
         sequence = self._next[0]
         if sequence <= topic.newest:
             if sequence < topic.oldest:
@@ -230,49 +205,34 @@ class Subscription:
         return None
 
     def _next_unless_streaming(self) -> bytes | None:
-        if self._state is not _UNRESOLVED or self._end_reason is not None:
+        if self._state is not UNRESOLVED or self._end_reason is not None:
             raise StopAsyncIteration
         if self._core.stopped:
             self._end("stopped")
             raise StopAsyncIteration
         return None  # resolved by the first __anext__ (or prepare_stream)
 
-    def _next_of_several(self, topics: tuple[TopicLog, ...]) -> bytes | None:
-        """The next frame of several topics, taking turns, under a composite cursor."""
-        count = len(topics)
-        for offset in range(count):
-            index = (self._turn + offset) % count
-            topic = topics[index]
-            sequence = self._next[index]
-            if sequence > topic.newest:
-                continue
-            if sequence < topic.oldest:
-                return self._overflow(topic)
-            stored = topic.frame_at(sequence)
-            self._next[index] = sequence + 1
-            if topic.lag_samples and sequence in topic.lag_samples:
-                self._lag(topic, sequence)
-            self._turn = index + 1
-            self._cursor[topic.cursor_key] = topic.id_at(sequence)
-            return self._deliver(with_other_id(stored, format_cursor(self._cursor)))
-        if all(topic.closed for topic in topics):
-            self._end("closed")
-            raise StopAsyncIteration
-        return None
+    def _next_of_several(self, several: SeveralTopics) -> bytes | None:
+        index = several.ready(self._next)
+        if index is None:
+            if all(topic.closed for topic in self._topics):
+                self._end("closed")
+                raise StopAsyncIteration
+            return None
+        topic = self._topics[index]
+        sequence = self._next[index]
+        if sequence < topic.oldest:
+            return self._overflow(topic)
+        self._next[index] = sequence + 1
+        if topic.lag_samples and sequence in topic.lag_samples:
+            self._lag(topic, sequence)
+        return self._deliver(several.take(index, sequence))
 
     async def _wait(self) -> None:
-        if len(self._topics) == 1:
+        if self._several is not None:
+            await self._several.wait()
+        else:
             await self._topics[0].next_change().wait()
-            return
-        self._waiter = waiter = anyio.Event()
-        for topic in self._topics:
-            topic.add_waiter(waiter)
-        try:
-            await waiter.wait()
-        finally:
-            for topic in self._topics:
-                topic.remove_waiter(waiter)
-            self._waiter = None
 
     def _lag(self, topic: TopicLog, sequence: int) -> None:
         observer = self._core.observer
@@ -303,8 +263,8 @@ class Subscription:
         self._end_reason = reason
         if reason in ("overflow", "stopped", "dropped"):
             self._core.count_drop(reason)
-        if self._state is _STREAMING:
-            self._state = move(_STREAMING, _ENDED)
+        if self._state is STREAMING:
+            self._state = move(STREAMING, ENDED)
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -313,9 +273,9 @@ class Subscription:
         admin action, a logout): what it was sent stands, its response ends cleanly, and
         a browser reconnects with its Last-Event-ID and resumes exactly."""
         self._end("dropped")
-        if self._waiter is not None:
-            self._waiter.set()
-        elif len(self._topics) == 1:
+        if self._several is not None:
+            self._several.wake()
+        elif self._topics:
             self._topics[0].wake()
 
     async def aclose(self) -> None:
@@ -324,36 +284,16 @@ class Subscription:
 
     def close(self) -> None:
         """`aclose` for synchronous code."""
-        if self._state is _CLOSED:
+        if self._state is CLOSED:
             return
         core = self._core
-        waiter = self._waiter
         for topic in self._topics:
             topic.remove_subscriber()
-            if waiter is not None:
-                topic.remove_waiter(waiter)
-        if waiter is not None:
-            waiter.set()  # a reader waiting on it (another task) ends now
+        if self._several is not None:
+            self._several.release()  # a reader waiting on it (another task) ends now
         core.stats.subscribers -= 1
-        if self._end_reason is None:
-            self._end_reason = "end"
-        self._state = move(self._state, _CLOSED)
+        self._end_reason = self._end_reason or "end"
+        self._state = move(self._state, CLOSED)
         if core.observer is not None:
             core.observer.on_end(self.topics, self._end_reason, self._delivered, self._size)
         self._topics = ()
-
-
-def _hold(core: HubCore, names: tuple[str, ...]) -> tuple[TopicLog, ...]:
-    """The logs of ``names``, each counting this subscriber as soon as it is had: making
-    the next one (at ``max_topics``) must not evict a log this subscription holds."""
-    held: list[TopicLog] = []
-    try:
-        for name in names:
-            log = core.log(name)
-            log.add_subscriber()
-            held.append(log)
-    except BaseException:
-        for log in held:
-            log.remove_subscriber()
-        raise
-    return tuple(held)
