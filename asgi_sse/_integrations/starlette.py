@@ -1,4 +1,10 @@
-"""The implementation of `asgi_sse.starlette` (whose docstring is the user's guide)."""
+"""The Starlette `Response` around the core response (the user's guide is
+`asgi_sse.starlette`'s docstring).
+
+The only module of the package that imports Starlette; it delegates the streaming to
+`_server.response` and takes the options from their one declaration
+(`ResponseOptions`).
+"""
 
 from __future__ import annotations
 

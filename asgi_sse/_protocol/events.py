@@ -134,19 +134,19 @@ class BaseEvent(BaseModel, Generic[T]):
         except PydanticSerializationError as exc:
             raise _unencodable(cls, id, exc) from exc
         if id is None:
-            head = prefix
+            lines_before_data = prefix
         elif type(id) is int:
-            head = b"%sid: %d\n" % (prefix, id)
+            lines_before_data = b"%sid: %d\n" % (prefix, id)
         elif type(id) is str and not find_forbidden_id_char(id):
             try:
-                head = b"%sid: %s\n" % (prefix, id.encode())
+                lines_before_data = b"%sid: %s\n" % (prefix, id.encode())
             except UnicodeEncodeError:  # a lone surrogate: let check_id explain
-                head = b"%sid: %s\n" % (prefix, check_id(id).encode())
+                lines_before_data = b"%sid: %s\n" % (prefix, check_id(id).encode())
         else:
-            head = b"%sid: %s\n" % (prefix, check_id(id).encode())
+            lines_before_data = b"%sid: %s\n" % (prefix, check_id(id).encode())
         if retry is None:
-            return b"%sdata: %s\n\n" % (head, payload)
-        return b"%sdata: %s\nretry: %d\n\n" % (head, payload, check_retry(retry))
+            return b"%sdata: %s\n\n" % (lines_before_data, payload)
+        return b"%sdata: %s\nretry: %d\n\n" % (lines_before_data, payload, check_retry(retry))
 
     @classmethod
     def decode(cls, data: str, *, id: str | None = None) -> Self:

@@ -1,6 +1,6 @@
 """Sans-IO encoder: event values in, UTF-8 bytes out.
 
-Must not import anything async, ASGI or pydantic: standard library and `_errors` only.
+Must not import anything async, ASGI or pydantic: standard library and `errors` only.
 
 Strategy (WHATWG HTML, 9.2 "Server-sent events", 9.2.6 "Interpreting an event
 stream"): a client splits the stream into lines at CRLF, CR or LF, removes ONE space
@@ -232,21 +232,21 @@ class ServerSentEvent:
             data = _as_str(data, "event data", _DATA_HINT)
         if retry is not None:
             retry = check_retry(retry)
-        head = "" if comment is None else _comment_lines(comment)
+        comment_lines = "" if comment is None else _comment_lines(comment)
         if data is None and event is None and id is None and retry is None:
             if comment is None:
                 raise InvalidEventError(
                     "a ServerSentEvent needs at least one field (data, event, id, retry or "
                     "comment); for a keep-alive use ServerSentEvent(comment='')"
                 )
-            text = head  # a lone comment: no blank line, so no client dispatches anything
+            text = comment_lines  # a lone comment: no blank line, so no client dispatches anything
         else:
             # One f-string, one encode(); the blank line ends (and with data dispatches) it.
             event_line = "" if event is None else f"event: {event}\n"
             id_line = "" if id is None else f"id: {id}\n"
             data_lines = "" if data is None else _data_lines(data)
             retry_line = "" if retry is None else f"retry: {retry}\n"
-            text = f"{head}{event_line}{id_line}{data_lines}{retry_line}\n"
+            text = f"{comment_lines}{event_line}{id_line}{data_lines}{retry_line}\n"
         try:
             self._encoded = text.encode()
         except UnicodeEncodeError:

@@ -1,7 +1,8 @@
 """The server layer's option value types: keep-alive events and headers.
 
 Type aliases only (re-exported by `asgi_sse.types`). What a handler is (`Handler`)
-names the request and the response, so it lives with them in `endpoint`.
+names the request and the response, so it lives with them in `endpoint`. Imports the
+wire and events modules; must not import anything async or ASGI.
 """
 
 from __future__ import annotations

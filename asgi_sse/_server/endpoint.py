@@ -5,7 +5,8 @@ The handler gets a small read-only `SSERequest` (method, path, query, headers,
 per request lives in locals of `__call__`, so one endpoint serves any number of
 concurrent requests and can be mounted under any framework's "mount an ASGI app".
 
-Imports the response layer; no framework.
+Imports the response, the options and the protocol layer; never a framework, the hub
+or the client.
 """
 
 from __future__ import annotations

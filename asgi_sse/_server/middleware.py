@@ -4,6 +4,8 @@ Pure ASGI middleware in Starlette's shape: `__init__(app, **options)`, and a `__
 whose first decision passes every scope that is not one of its routes (other HTTP
 paths, websocket, lifespan) to the wrapped app untouched. Stateless: routes are fixed
 at construction, per-request state lives in `SSEEndpoint.__call__`'s locals.
+
+Imports the endpoint and the options; never a framework.
 """
 
 from __future__ import annotations

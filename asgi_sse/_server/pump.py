@@ -44,17 +44,17 @@ async def pump(stream: EventStream, conn: Connection) -> None:
     """
     iterator: AsyncIterator[Item] = aiter(stream)
     send_frames = conn.send_frames
-    next_ready = _ready_items(iterator)
+    next_ready = _ready_item_getter(iterator)
     try:
         if next_ready is None:
             async for item in iterator:
-                body = item if type(item) is bytes else _encode(item)
+                body = item if type(item) is bytes else _encode_or_skip(item)
                 if body:
                     await send_frames(body)
         else:
             async for item in iterator:
-                body = item if type(item) is bytes else _encode(item)
-                body = _with_ready(body, next_ready)
+                body = item if type(item) is bytes else _encode_or_skip(item)
+                body = _join_ready(body, next_ready)
                 if body:
                     await send_frames(body)
     finally:
@@ -64,7 +64,7 @@ async def pump(stream: EventStream, conn: Connection) -> None:
         await close_stream(iterator)
 
 
-def _encode(item: Item) -> bytes:
+def _encode_or_skip(item: Item) -> bytes:
     try:
         return encode_item(item)
     except InvalidEventError as exc:
@@ -74,7 +74,7 @@ def _encode(item: Item) -> bytes:
         return b""
 
 
-def _ready_items(iterator: object) -> Callable[[], Item | None] | None:
+def _ready_item_getter(iterator: object) -> Callable[[], Item | None] | None:
     """How to ask ``iterator`` for an item that is ready now: its `next_ready()` (None
     when nothing is), or its `next_nowait()` (which raises instead); None if neither."""
     next_ready: Callable[[], Item | None] | None = getattr(iterator, "next_ready", None)
@@ -93,7 +93,7 @@ def _ready_items(iterator: object) -> Callable[[], Item | None] | None:
     return ready
 
 
-def _with_ready(first: bytes, next_ready: Callable[[], Item | None]) -> bytes:
+def _join_ready(first: bytes, next_ready: Callable[[], Item | None]) -> bytes:
     """`first` plus the frames of every item that is ready now, up to BATCH_BYTES."""
     frames = [first]
     size = len(first)
@@ -104,7 +104,7 @@ def _with_ready(first: bytes, next_ready: Callable[[], Item | None]) -> bytes:
             break
         if item is None:
             break
-        frame = item if type(item) is bytes else _encode(item)
+        frame = item if type(item) is bytes else _encode_or_skip(item)
         frames.append(frame)
         size += len(frame)
     return first if len(frames) == 1 else b"".join(frames)

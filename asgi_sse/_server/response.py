@@ -1,15 +1,17 @@
 """EventSourceResponse: one streaming SSE response, as a pure ASGI application.
 
 Two tasks per connection and nothing per event but a send:
-- the request task (the server's own) runs the stream and sends its frames (`_pump`);
+- the request task (the server's own) runs the stream and sends its frames (`pump`);
 - the watcher waits on `receive()` for `http.disconnect`, and on a timer for due
-  keep-alives and stalled sends (`_watch`).
-Both talk to the client only through the `Connection`, which owns the sending rules.
+  keep-alives and stalled sends (`watch`).
+Both talk to the client only through the `Connection`, which owns the sending rules
+and the response's one state.
 Client gone, send timeout and shutdown all end the stream the same way: by cancelling
 the connection's cancel scope around the pump, which also runs the stream's `finally`.
 Then the final empty body goes out, bounded in time, unless the client is gone.
 
-Imports the layers below; no framework.
+Imports the protocol layer and `_util`, and the rest of the server layer; never a
+framework, the hub or the client.
 """
 
 from __future__ import annotations
@@ -117,16 +119,42 @@ class EventSourceResponse:
         if scope["type"] != "http":
             msg = f"EventSourceResponse serves HTTP requests, not {scope['type']!r}"
             raise RuntimeError(msg)
+        if not await self._send_head(scope, send):
+            return
+        shutdown = self._shutdown or cast(Mapping[str, Any], scope).get(SCOPE_KEY)
+        if scope["method"] in _NO_BODY or (shutdown is not None and shutdown.is_set):
+            await close_stream(self.stream)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        # The body, in this frame and the ones `_pump_then_finish` and `pump` add: the
+        # fewer frames stay alive while a connection idles, the less it costs.
+        conn = Connection(send, self.options, scope)
+        observer = self.options.observer
+        started = monotonic()
+        if observer is not None:
+            observer.on_open(scope)
+        try:
+            async with watching(conn, receive):
+                await _pump_then_finish(self.stream, conn, shutdown)
+        finally:
+            if observer is not None:
+                reason = conn.ended_by or "server_cancelled"
+                elapsed = monotonic() - started
+                observer.on_close(scope, reason, conn.events_sent, conn.bytes_sent, elapsed)
+
+    async def _send_head(self, scope: Mapping[str, Any], send: AnySend) -> bool:
+        """Prepare the stream and send the headers; False if no body is to follow (the
+        answer was a whole response, or the client is gone), the stream closed then."""
         stream = self.stream
         prepare = getattr(stream, "prepare_stream", None)
         if prepare is not None and scope["method"] not in _NO_BODY:
             # Before any header: a stream with nothing to send must become a 204.
-            status = await _prepare(prepare, scope)
+            status = await _prepared_status(prepare, scope)
             if status != 200:
                 await close_stream(stream)
                 body = b"Internal Server Error" if status == 500 else b""
                 await plain_response(send, status, body)
-                return
+                return False
         try:
             await send(
                 {
@@ -144,29 +172,14 @@ class EventSourceResponse:
             with anyio.CancelScope(shield=True):
                 await close_stream(stream)
             if isinstance(exc, OSError):  # ASGI 2.4: the client is already gone
-                return
+                return False
             raise
-        shutdown = self._shutdown or cast(Mapping[str, Any], scope).get(SCOPE_KEY)
-        if scope["method"] in _NO_BODY or (shutdown is not None and shutdown.is_set):
-            await close_stream(self.stream)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        conn = Connection(send, self.options, scope)
-        observer = self.options.observer
-        started = monotonic()
-        if observer is not None:
-            observer.on_open(scope)
-        try:
-            async with watching(conn, receive):
-                await _respond(self.stream, conn, shutdown)
-        finally:
-            if observer is not None:
-                reason = conn.ended_by or "server_cancelled"
-                elapsed = monotonic() - started
-                observer.on_close(scope, reason, conn.events_sent, conn.bytes_sent, elapsed)
+        return True
 
 
-async def _prepare(prepare: Callable[[], Awaitable[bool]], scope: Mapping[str, Any]) -> int:
+async def _prepared_status(
+    prepare: Callable[[], Awaitable[bool]], scope: Mapping[str, Any]
+) -> int:
     """The status a `Preparable` stream asks for: 200, 204 (nothing to send), or 500."""
     try:
         return 200 if await prepare() else 204
@@ -194,7 +207,9 @@ async def plain_response(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _respond(stream: EventStream, conn: Connection, shutdown: ShutdownSignal | None) -> None:
+async def _pump_then_finish(
+    stream: EventStream, conn: Connection, shutdown: ShutdownSignal | None
+) -> None:
     """Pump the stream in the connection's cancel scope, then end the body cleanly.
 
     Note: the stream is entered and pumped right here rather than in helper coroutines:

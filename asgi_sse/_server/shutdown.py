@@ -17,6 +17,9 @@ Strategy, with nothing patched at import time:
   (which it then calls, so the server stops exactly as it would have).
 Responses that see the signal end their stream, run its cleanup, and send the final
 empty body, so every client sees a clean end of stream and the server can exit.
+
+Imports anyio's lowlevel token and the ASGI types; nothing else of the server layer (the
+response reads the signal; the signal knows nothing of responses).
 """
 
 from __future__ import annotations

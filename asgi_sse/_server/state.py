@@ -40,27 +40,24 @@ CloseReason: TypeAlias = Literal[
 - ``server_cancelled``: the server cancelled the request task itself.
 """
 
-#: The reasons after which nothing more may be sent: the client is gone or unreachable.
 CLIENT_GONE_REASONS: frozenset[CloseReason] = frozenset(
     {"client_left", "send_timeout", "send_failed"}
 )
+"""The reasons after which nothing more may be sent: the client is gone or unreachable."""
 
-#: What a connection is doing, as far as sending goes:
-#:
-#: - ``idle``: nothing is being sent; the stream runs (or waits); keep-alives may go;
-#: - ``sending_frames``: the request task is in ``send`` with the stream's frames;
-#: - ``sending_keepalive``: the watcher is in ``send`` with a keep-alive;
-#: - ``finishing``: the request task is sending the final empty body;
-#: - ``finished``: the final body went out: the response is complete;
-#: - ``gone``: the client left, was dropped, or ``send`` broke: nothing more is sent.
 ConnectionState: TypeAlias = Literal[
     "idle", "sending_frames", "sending_keepalive", "finishing", "finished", "gone"
 ]
+"""What a connection is doing, as far as sending goes:
 
-#: The moves allowed from each state. One send at a time: a send starts only from
-#: ``idle`` and returns there. The final body starts only from ``idle`` too (after any
-#: keep-alive in flight). Any state but ``gone`` may become ``gone``: the client can
-#: leave at any moment, even after the last byte.
+- ``idle``: nothing is being sent; the stream runs (or waits); keep-alives may go;
+- ``sending_frames``: the request task is in ``send`` with the stream's frames;
+- ``sending_keepalive``: the watcher is in ``send`` with a keep-alive;
+- ``finishing``: the request task is sending the final empty body;
+- ``finished``: the final body went out: the response is complete;
+- ``gone``: the client left, was dropped, or ``send`` broke: nothing more is sent.
+"""
+
 TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
     "idle": frozenset({"sending_frames", "sending_keepalive", "finishing", "gone"}),
     "sending_frames": frozenset({"idle", "gone"}),
@@ -69,6 +66,10 @@ TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
     "finished": frozenset({"gone"}),
     "gone": frozenset(),
 }
+"""The moves allowed from each state. One send at a time: a send starts only from
+``idle`` and returns there. The final body starts only from ``idle`` too (after any
+keep-alive in flight). Any state but ``gone`` may become ``gone``: the client can leave
+at any moment, even after the last byte."""
 
 
 class IllegalTransition(RuntimeError):

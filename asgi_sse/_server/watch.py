@@ -15,7 +15,8 @@ The backend is chosen here and only here (`watching`), with one implementation e
 - `AnyioWatcher` (trio, or any other anyio backend): an anyio task in a task group,
   with a cancel scope per wake-up.
 
-Imports anyio and the connection; no framework.
+Imports anyio and the connection; never a framework, and never the pump or the
+response (the watcher only asks the connection).
 """
 
 from __future__ import annotations
@@ -61,20 +62,28 @@ class AsyncioWatcher:
     the response.
     """
 
-    __slots__ = ("_closed", "_conn", "_keepalive", "_loop", "_receive", "_task", "_timer")
+    __slots__ = (
+        "_conn",
+        "_keepalive_task",
+        "_loop",
+        "_receive",
+        "_receiving",
+        "_stopped",
+        "_wake_timer",
+    )
 
     def __init__(self, conn: Connection, receive: ASGIReceiveCallable) -> None:
         self._conn = conn
         self._receive = receive
-        self._closed = False
-        self._keepalive: asyncio.Task[bool] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Future[ASGIReceiveEvent] | None = None
+        self._stopped = False
+        self._keepalive_task: asyncio.Task[bool] | None = None
+        self._wake_timer: asyncio.TimerHandle | None = None
+        self._receiving: asyncio.Future[ASGIReceiveEvent] | None = None
 
     async def __aenter__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._listen()
-        self._arm()
+        self._receive_next()
+        self._schedule_wake()
 
     async def __aexit__(
         self,
@@ -82,22 +91,24 @@ class AsyncioWatcher:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-        pending = [t for t in (self._task, self._keepalive) if t is not None and not t.done()]
+        self._stopped = True
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+        pending = [
+            t for t in (self._receiving, self._keepalive_task) if t is not None and not t.done()
+        ]
         for task in pending:
             task.cancel()
         if pending:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(pending)
 
-    def _listen(self) -> None:
-        self._task = task = asyncio.ensure_future(self._receive())
+    def _receive_next(self) -> None:
+        self._receiving = task = asyncio.ensure_future(self._receive())
         task.add_done_callback(self._on_message)
 
     def _on_message(self, task: asyncio.Future[ASGIReceiveEvent]) -> None:
-        if task.cancelled() or self._closed:
+        if task.cancelled() or self._stopped:
             return  # the response is over: nothing left to end
         error = task.exception()
         if error is not None:
@@ -105,28 +116,28 @@ class AsyncioWatcher:
         elif task.result()["type"] == "http.disconnect":
             self._conn.end("client_left")
         else:
-            self._listen()  # a request body chunk nobody read: ignore it
+            self._receive_next()  # a request body chunk nobody read: ignore it
 
-    def _arm(self) -> None:
+    def _schedule_wake(self) -> None:
         delay = self._conn.next_wake()
         if delay != float("inf"):
-            self._timer = self._loop.call_later(delay, self._on_timer)
+            self._wake_timer = self._loop.call_later(delay, self._on_wake)
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def _on_wake(self) -> None:
+        self._wake_timer = None
         conn = self._conn
-        if self._closed or conn.drop_if_stalled():
+        if self._stopped or conn.drop_if_stalled():
             return
         if conn.keepalive_due():
-            self._keepalive = self._loop.create_task(self._send_keepalive())
+            self._keepalive_task = self._loop.create_task(self._send_keepalive())
         else:
-            self._arm()
+            self._schedule_wake()
 
     async def _send_keepalive(self) -> bool:
         alive = await self._conn.send_keepalive()
-        self._keepalive = None
-        if alive and not self._closed:
-            self._arm()
+        self._keepalive_task = None
+        if alive and not self._stopped:
+            self._schedule_wake()
         return alive
 
 

@@ -3,11 +3,12 @@
 Two merged streams that number their events from 0 give a client ids that collide: "3"
 from one source says nothing about the other. Here every source has a name and is a
 function of where to start (its own last id, or None), and every event that goes out
-carries a cursor of all sources' positions as its id (the format of `_cursor`: a key
+carries a cursor of all sources' positions as its id (the format of `cursor`: a key
 derived from each name, then that source's id). On reconnect the cursor is split again
 and each source restarts from its own position.
 
-Imports the wire, events, cursor and merge layers.
+Imports the protocol layer (wire, events, cursor), `merge` and `_util`; never the
+server layer.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ T = TypeVar("T")
 class ResumableMerge(Generic[T]):
     """The merged stream returned by `resumable_merge()` (use it like `merge()`)."""
 
-    __slots__ = ("_cursor", "_merged", "_starts")
+    __slots__ = ("_merged", "_positions", "_starts")
 
     def __init__(
         self,
@@ -41,18 +42,19 @@ class ResumableMerge(Generic[T]):
     ) -> None:
         if not sources:
             raise ValueError("resumable_merge() needs at least one source")
-        entries = parse_cursor(last_event_id) if last_event_id else None
-        entries = entries or {}
-        self._cursor: dict[str, str] = {}
-        tagged = []
+        # A malformed cursor is None: every source starts afresh.
+        resumed = (parse_cursor(last_event_id) if last_event_id else None) or {}
+        #: Each source's last id sent so far, by key: the cursor every event carries.
+        self._positions: dict[str, str] = {}
+        keyed = []
         for name, start in sources.items():
             key = source_key(name)
-            position = entries.get(key)
+            position = resumed.get(key)
             if position is not None:
-                self._cursor[key] = position
-            tagged.append(_tagged(key, start, position))
-        self._merged: Merged[tuple[str, T]] = Merged(tuple(tagged), buffer)
-        self._starts = {name: entries.get(source_key(name)) for name in sources}
+                self._positions[key] = position
+            keyed.append(_keyed_items(key, start, position))
+        self._merged: Merged[tuple[str, T]] = Merged(tuple(keyed), buffer)
+        self._starts = {name: resumed.get(source_key(name)) for name in sources}
 
     @property
     def starts(self) -> dict[str, str | None]:
@@ -96,8 +98,8 @@ class ResumableMerge(Generic[T]):
                 f"a resumable source's event id must be letters, digits, '_' or '-' (up to "
                 f"40), got {position!r}: it goes into the cursor"
             )
-        self._cursor[key] = position
-        cursor = format_cursor(self._cursor)
+        self._positions[key] = position
+        cursor = format_cursor(self._positions)
         if isinstance(item, BaseEvent):
             return item.model_copy(update={"id": cursor})
         return ServerSentEvent(  # type: ignore[return-value]
@@ -105,7 +107,7 @@ class ResumableMerge(Generic[T]):
         )
 
 
-async def _tagged(
+async def _keyed_items(
     key: str, start: Callable[[str | None], AsyncIterable[T]], position: str | None
 ) -> AsyncIterator[tuple[str, T]]:
     source = start(position)

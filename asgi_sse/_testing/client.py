@@ -1,4 +1,11 @@
-"""The implementation of `asgi_sse.testing` (whose docstring is the user's guide)."""
+"""The in-process streaming client: `connect()` and its `TestStream` (the user's guide
+is `asgi_sse.testing`'s docstring).
+
+Runs the app in a task of the test's own task group and parses each body as it is
+sent. Imports the protocol layer (the parser, typed events) and `_util`; never the
+server layer - it tests any ASGI app, not only this package's - and never httpx (the
+transport is the only module here that does).
+"""
 
 from __future__ import annotations
 
@@ -207,6 +214,39 @@ async def connect(
     Raises:
         TimeoutError: when the app does not finish after the disconnect.
     """
+    scope = _request_scope(path, method, headers, last_event_id, root_path, scope_extra)
+    stream = TestStream()
+    # Note: errors are kept and raised after the task group, so that a failing assert
+    # in the test body comes out as itself, not wrapped in an ExceptionGroup.
+    body_error: Exception | None = None
+    timed_out = False
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(_run_app, app, scope, body, stream)
+        try:
+            yield stream
+        except Exception as exc:
+            body_error = exc
+        if not await _leave_and_wait(stream, finish_timeout):
+            timed_out = True
+            task_group.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
+    if timed_out:
+        msg = f"the app did not finish within {finish_timeout}s after the client disconnected"
+        raise TimeoutError(msg)
+    if raise_app_exceptions and stream.exception is not None:
+        raise stream.exception
+
+
+def _request_scope(
+    path: str,
+    method: str,
+    headers: Mapping[str, str] | Sequence[tuple[str, str]],
+    last_event_id: str | None,
+    root_path: str,
+    scope_extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The scope of ``path`` (with its query) as a browser at testserver asks for it."""
     raw_path, _, query = path.partition("?")
     pairs = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -228,7 +268,11 @@ async def connect(
         server=("testserver", 80),
     )
     scope.update(scope_extra or {})
-    stream = TestStream()
+    return scope
+
+
+async def _run_app(app: Any, scope: dict[str, Any], body: bytes, stream: TestStream) -> None:
+    """Call the app with ``body`` as the whole request; keep what it raised."""
     body_sent = False
 
     async def receive() -> ASGIReceiveEvent:
@@ -238,39 +282,24 @@ async def connect(
             return {"type": "http.request", "body": body, "more_body": False}
         return await stream._receive_after_request()
 
-    async def run_app() -> None:
-        try:
-            await app(scope, receive, stream._send)
-        except BaseException as exc:
-            stream.exception = exc
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            stream.finished = True
-            stream._notify()
+    try:
+        await app(scope, receive, stream._send)
+    except BaseException as exc:
+        stream.exception = exc
+        if not isinstance(exc, Exception):
+            raise
+    finally:
+        stream.finished = True
+        stream._notify()
 
-    # Note: errors are kept and raised after the task group, so that a failing assert
-    # in the test body comes out as itself, not wrapped in an ExceptionGroup.
-    body_error: Exception | None = None
-    timed_out = False
-    async with anyio.create_task_group() as task_group:
-        task_group.start_soon(run_app)
-        try:
-            yield stream
-        except Exception as exc:
-            body_error = exc
-        if not stream.finished:
-            stream._leave()
-            with anyio.move_on_after(finish_timeout):
-                while not stream.finished:
-                    await stream._changed.wait()
-            if not stream.finished:
-                timed_out = True
-                task_group.cancel_scope.cancel()
-    if body_error is not None:
-        raise body_error
-    if timed_out:
-        msg = f"the app did not finish within {finish_timeout}s after the client disconnected"
-        raise TimeoutError(msg)
-    if raise_app_exceptions and stream.exception is not None:
-        raise stream.exception
+
+async def _leave_and_wait(stream: TestStream, finish_timeout: float) -> bool:
+    """Disconnect unless the app finished, and wait for it; False if it did not finish
+    within ``finish_timeout`` seconds."""
+    if stream.finished:
+        return True
+    stream._leave()
+    with anyio.move_on_after(finish_timeout):
+        while not stream.finished:
+            await stream._changed.wait()
+    return stream.finished

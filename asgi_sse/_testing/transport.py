@@ -6,6 +6,9 @@ request's app call in a task of the transport's task group and hands the body to
 chunk by chunk, as the app sends it; closing the response (leaving ``client.stream``,
 ``response.aclose()``) is the client's disconnect: the app's ``receive()`` returns
 ``http.disconnect``, as under a server. Exported as `asgi_sse.testing.ASGIStreamTransport`.
+
+The only module of the testing layer that imports httpx (loaded only when the name is
+used); never the server layer.
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
         self.raise_app_exceptions = raise_app_exceptions
         self.finish_timeout = finish_timeout
         self._group: anyio.abc.TaskGroup | None = None
-        self._open: set[_Exchange] = set()
+        self._running: set[_Exchange] = set()
 
     async def __aenter__(self) -> Self:
         group = anyio.create_task_group()
@@ -159,11 +162,11 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
         group, self._group = self._group, None
         if group is None:
             return
-        for exchange in list(self._open):  # responses never closed: their clients leave
+        for exchange in list(self._running):  # responses never closed: their clients leave
             exchange.disconnected.set()
             exchange.from_app.close()
         with anyio.move_on_after(self.finish_timeout):
-            for exchange in list(self._open):
+            for exchange in list(self._running):
                 await exchange.finished.wait()
         group.cancel_scope.cancel()
         try:
@@ -188,33 +191,7 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
             )
         body = b"".join([chunk async for chunk in request.stream])  # type: ignore[union-attr]
         exchange = _Exchange(body)
-        url = request.url
-        scope = http_scope(
-            method=request.method,
-            path=url.path,
-            raw_path=url.raw_path.split(b"?", 1)[0],
-            query_string=url.query,
-            headers=[(key.lower(), value) for key, value in request.headers.raw],
-            root_path=self.root_path,
-            scheme=url.scheme,
-            client=self.client,
-            server=(url.host, url.port or (443 if url.scheme == "https" else 80)),
-        )
-
-        async def run() -> None:
-            self._open.add(exchange)
-            try:
-                with exchange.scope:
-                    await self.app(scope, exchange.receive, exchange.send)
-            except Exception as exc:
-                exchange.error = exc
-            finally:
-                self._open.discard(exchange)
-                exchange.finished.set()
-                exchange.to_client.close()
-                exchange.started.set()
-
-        group.start_soon(run)
+        group.start_soon(self._run, exchange, self._scope_of(request))
         try:
             await exchange.started.wait()
         except BaseException:
@@ -233,3 +210,31 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
             stream=_Body(exchange, self),
             request=request,
         )
+
+    def _scope_of(self, request: httpx.Request) -> dict[str, Any]:
+        url = request.url
+        return http_scope(
+            method=request.method,
+            path=url.path,
+            raw_path=url.raw_path.split(b"?", 1)[0],
+            query_string=url.query,
+            headers=[(key.lower(), value) for key, value in request.headers.raw],
+            root_path=self.root_path,
+            scheme=url.scheme,
+            client=self.client,
+            server=(url.host, url.port or (443 if url.scheme == "https" else 80)),
+        )
+
+    async def _run(self, exchange: _Exchange, scope: dict[str, Any]) -> None:
+        """One app call, in the transport's task group; what it raised is kept."""
+        self._running.add(exchange)
+        try:
+            with exchange.scope:
+                await self.app(scope, exchange.receive, exchange.send)
+        except Exception as exc:
+            exchange.error = exc
+        finally:
+            self._running.discard(exchange)
+            exchange.finished.set()
+            exchange.to_client.close()
+            exchange.started.set()

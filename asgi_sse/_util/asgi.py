@@ -6,6 +6,9 @@ every framework types the same dicts its own way (Starlette: `MutableMapping[str
 Litestar and Quart: TypedDicts of their own), and a type checker finds those callable
 types incompatible with asgiref's although they are the same objects at run time. With
 `Any` at the boundary, mounting an asgi-sse app anywhere type-checks without an ignore.
+
+Type aliases only: must not import anything of the package; asgiref's typing module
+is all it reads.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Answering the ASGI lifespan protocol for an app that has nothing to start or stop.
 
 One function, used by `SSEEndpoint` (an app of its own under a server) and by
-`Hub.lifespan` (for the app it wraps when that app does not do lifespan). Imports the
-ASGI types only.
+`Hub.lifespan` (for the app it wraps when that app does not do lifespan). Must not
+import anything of the package but the ASGI types.
 """
 
 from __future__ import annotations

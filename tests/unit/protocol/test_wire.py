@@ -288,6 +288,23 @@ def test_pickle_and_copy() -> None:
         assert clone.encode() == event.encode()
 
 
+@pytest.mark.parametrize("event_id", ["0", "42", "3fa9c2d1-7", "k7d2mq4x~3fa9c2d1-42", "é"])
+def test_every_encoder_writes_the_id_line_of_the_frames_module(event_id: str) -> None:
+    """The encoders format their `id:` line inline (one format operation per event);
+    the hub splices ids with `frames.id_line`. Both must give the same bytes."""
+    from asgi_sse._protocol.events import BaseEvent
+    from asgi_sse._protocol.frames import id_line, priming_frame
+
+    class Note(BaseEvent[str]):
+        pass
+
+    line = id_line(event_id)
+    assert ServerSentEvent(id=event_id).encode() == priming_frame(event_id)
+    assert line in ServerSentEvent("d", event="e", id=event_id).encode()
+    assert line in Note(data="d", id=event_id).encode()
+    assert line in Note.frame("d", id=event_id)
+
+
 def test_wire_layer_imports_nothing_async() -> None:
     # A stand-in package object keeps asgi_sse/__init__.py (which imports every layer)
     # out of the measurement: only what _wire and _parser import themselves counts.
