@@ -3,7 +3,8 @@ acknowledged is lost.
 
 ``Hub(backend=RedisStreamsBackend("redis://127.0.0.1:6379/0"))``; needs the ``redis``
 package (``pip install 'asgi-sse[redis]'``) and asyncio (redis's client does not run on
-trio).
+trio). It is written against the public backend SPI (`asgi_sse.backends`) only, as any
+other backend would be.
 
 How it works:
 

@@ -31,20 +31,20 @@ class LogBounds:
     """How much each topic's log holds (the hub's ``history`` and ``history_bytes``):
     a backend may keep as much, so that a resume follows the same rule everywhere."""
 
-    #: Events per log.
     max_events: int
-    #: Bytes of frames per log (at least one event is always kept).
+    """Events per log."""
     max_bytes: int
+    """Bytes of frames per log (at least one event is always kept)."""
 
 
 class ResumePoint(NamedTuple):
     """Where a client resumes in a `TopicLog` (`HubBackend.locate`)."""
 
-    #: The sequence of the first event it gets (``log.newest + 1``: only new ones).
     start: int
-    #: Why that is not right after the position it gave, if it is not: the client is
-    #: sent a `Reset` with this reason.
+    """The sequence of the first event it gets (``log.newest + 1``: only new ones)."""
     reset: ResetReason | None = None
+    """Why that is not right after the position it gave, if it is not: the client is sent a
+    `Reset` with this reason."""
 
 
 class HubBackend(Protocol):
@@ -68,17 +68,15 @@ class HubBackend(Protocol):
     attributes below, `append_nowait` (not supported) and `available` (always).
     """
 
-    #: True: the logs are where this backend keeps the topics (the memory backend). A
-    #: log then follows its topic from the moment it is made (an event published
-    #: before any subscriber is in it), and the hub keeps its logs over a stop.
-    #: False: a log is this process's copy of a topic kept elsewhere, fed from `attach`
-    #: on; the hub drops the logs when it stops, and reads them afresh when it runs
-    #: again.
     logs_are_the_store: bool = False
-    #: True: `append_nowait` stores an event without awaiting, which
-    #: `Hub.publish_nowait` needs; False: `Hub.publish_nowait` raises `TypeError` and
-    #: never calls it.
+    """True: the logs are where this backend keeps the topics (the memory backend). A log then
+    follows its topic from the moment it is made (an event published before any subscriber
+    is in it), and the hub keeps its logs over a stop. False: a log is this process's copy
+    of a topic kept elsewhere, fed from `attach` on; the hub drops the logs when it stops,
+    and reads them afresh when it runs again."""
     can_append_nowait: bool = False
+    """True: `append_nowait` stores an event without awaiting, which `Hub.publish_nowait`
+    needs; False: `Hub.publish_nowait` raises `TypeError` and never calls it."""
 
     async def start(self, bounds: LogBounds) -> None:
         """The hub is entered; its logs hold ``bounds``.

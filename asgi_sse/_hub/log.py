@@ -74,46 +74,49 @@ class TopicLog:
     )
 
     def __init__(self, name: str, *, max_events: int, max_bytes: int, lag_every: int = 0) -> None:
-        #: The topic's name, and its key in a composite cursor.
         self.name = name
+        """The topic's name."""
         self.cursor_key = source_key(name)
-        #: Chosen when the log is made: the first part of memory ids.
+        """The topic's key in a composite cursor."""
         self.epoch = new_epoch()
+        """Chosen when the log is made: the first part of memory ids."""
         self.max_events = max_events
+        """How many events the log holds at most."""
         self.max_bytes = max_bytes
-        #: The frames, oldest first, each with where its id line is.
+        """How many bytes of frames the log holds at most (but always its newest event)."""
         self.frames: deque[IdFrame] = deque()
-        #: The sequence of ``frames[0]`` (``newest + 1`` when the log is empty).
+        """The frames, oldest first, each with where its id line is."""
         self.oldest = 1
-        #: The sequence of the newest event; 0: none yet.
+        """The sequence of ``frames[0]`` (``newest + 1`` when the log is empty)."""
         self.newest = 0
-        #: The bytes of ``frames``.
+        """The sequence of the newest event; 0: none yet."""
         self.bytes_held = 0
-        #: No event will be added: the topic was closed.
+        """The bytes of ``frames``."""
         self.closed = False
-        #: The backend feeds this log (`attach`).
+        """No event will be added: the topic was closed."""
         self.attached = False
-        #: The subscriptions that hold this log.
+        """The backend feeds this log (`attach`)."""
         self.subscribers = 0
-        #: When the log was last appended to or used (`time.monotonic`): idle logs
-        #: expire.
+        """The subscriptions that hold this log."""
         self.last_used = monotonic()
-        #: The id of the event before ``frames[0]``, for backends with ids of their own
-        #: (None: memory ids, made from ``epoch``).
+        """When the log was last appended to or used (`time.monotonic`): idle logs expire."""
         self.id_before_oldest: str | None = None
-        #: The newest sequence lost in a gap (events the backend could not deliver): a
-        #: subscriber at or behind it missed events.
+        """The id of the event before ``frames[0]``, for backends with ids of their own (None:
+        memory ids, made from ``epoch``)."""
         self.lost_through = NOTHING_LOST
-        #: One event in ``lag_every`` has its publish time kept (0: none) ...
+        """The newest sequence lost in a gap (events the backend could not deliver): a
+        subscriber at or behind it missed events."""
         self.lag_every = lag_every
-        #: ... here, by sequence (`time.time()` seconds), until it leaves the log.
+        """Every how many events one has its publish time kept (0: none)."""
         self.lag_samples: dict[int, float] = {}
-        #: Set (and forgotten) at the next change; made by the first subscriber that
-        #: waits, so that a log is bound to no event loop while nobody waits (a hub made
-        #: at import time serves whichever loop runs the app).
+        """The publish times kept (`time.time()` seconds), by sequence, until their event
+        leaves the log."""
         self.next_change_event: anyio.Event | None = None
-        #: The events of multi-topic subscribers waiting on this log among others.
+        """Set (and forgotten) at the next change; made by the first subscriber that waits, so
+        that a log is bound to no event loop while nobody waits (a hub made at import time
+        serves whichever loop runs the app)."""
         self.waiters: set[anyio.Event] = set()
+        """The events of multi-topic subscribers waiting on this log among others."""
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -48,13 +48,21 @@ class HubStats:
     """The hub's counters, as plain numbers (`Hub.stats()`)."""
 
     topics: int = 0
+    """Topics whose log the hub holds in this process."""
     subscribers: int = 0
+    """Open subscriptions."""
     published: int = 0
+    """Events published through this hub."""
     delivered_events: int = 0
+    """Frames handed to subscribers (priming frames and Resets included)."""
     delivered_bytes: int = 0
+    """Bytes of those frames."""
     replays: int = 0
+    """Subscriptions that resumed exactly after a last event id."""
     resets: dict[ResetReason, int] = field(default_factory=dict)
+    """`Reset` events sent, by reason."""
     dropped: dict[SubscriptionEnd, int] = field(default_factory=dict)
+    """Subscriptions ended by the hub (``overflow``, ``stopped``, ``dropped``), by reason."""
 
 
 class HubObserver:
@@ -76,9 +84,9 @@ class HubObserver:
         """A subscription ended for ``reason`` (see `SubscriptionEnd`) after delivering
         ``events`` frames of ``size`` bytes in all."""
 
-    #: Every how many events of a topic a delivery lag is measured (`on_lag`); 0:
-    #: never. Read when the observer is given to the hub.
     lag_every: int = 0
+    """Every how many events of a topic a delivery lag is measured (`on_lag`); 0: never.
+    Read when the observer is given to the hub."""
 
     def on_lag(self, topic: str, seconds: float) -> None:
         """A sampled event (one in ``lag_every`` of a topic's) was taken by a subscriber
