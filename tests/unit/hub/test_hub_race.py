@@ -63,7 +63,7 @@ FRESH_SESSION = 0.2
 #: The publisher's pause between two events.
 PUBLISH_EVERY = 0.001
 
-# What the spec of an id says (asgi_sse/_cursor.py): ``<epoch>-<sequence>``.
+# What the spec of an id says (asgi_sse/_protocol/cursor.py): ``<epoch>-<sequence>``.
 POSITION = re.compile(r"([0-9a-z]{1,16})-([0-9]{1,18})")
 
 

@@ -314,7 +314,7 @@ async def test_an_id_older_than_the_log_is_read_back_from_redis_page_by_page(
     assert pages == [1, 2, 2, 2]  # the newest id when b attached, then pages of 2
     during = await a.publish("news", tick(7))
     assert ids(await take(sub, 1)) == [during]  # replay and live: no gap, no duplicate
-    older = await prepared(b, "news", last_event_id=published[0])  # below b's floor
+    older = await prepared(b, "news", last_event_id=published[0])  # older than b's log
     assert ids(ready(older)) == [*published[1:], during]
     c = await hubs(page_size=3)
     earliest = await prepared(c, "news", last_event_id=Hub.EARLIEST)
@@ -483,14 +483,14 @@ async def test_a_stream_trimmed_by_maxlen_resumes_what_it_still_holds(
     assert reset_info(ready(gone)[0])["reason"] == "gone"
 
 
-async def test_a_resume_below_a_floor_redis_lost_is_gone_and_earliest_keeps_the_log(
+async def test_a_resume_older_than_the_log_after_redis_lost_it_is_gone_and_earliest_keeps_the_log(
     hubs: Hubs, raw: aioredis.Redis, redis_prefix: str
 ) -> None:
     b = await hubs(hub={"history": 10, "history_bytes": 1000})
     live = await prepared(b, "big")
     published = [await b.publish("big", "x" * 300) for _ in range(5)]
     await reached(b, "big", published[-1])
-    ready(live)  # the log holds the last 3 (bytes): its floor is published[1]
+    ready(live)  # the log holds the last 3 (bytes): the id before its oldest is published[1]
     await raw.delete(stream(redis_prefix, "big"))
     late = await prepared(b, "big", last_event_id=published[0])
     assert reset_info(ready(late)[0])["reason"] == "gone"
@@ -529,7 +529,7 @@ async def test_a_replay_read_while_the_log_moved_is_read_again_never_spliced(
     a = await hubs()
     published = [await a.publish("news", tick(n)) for n in range(3)]
     b = await hubs(hub={"history": 2})
-    live = await prepared(b, "news")  # b's floor: published[2]
+    live = await prepared(b, "news")  # b's log starts after published[2]
     published.append(await a.publish("news", tick(3)))
     await reached(b, "news", published[-1])  # b's log: 1 of 2 frames, room for 1 more
     assert ids(ready(live)[1:]) == published[3:]
