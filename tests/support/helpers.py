@@ -7,11 +7,42 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import anyio
 import pytest
 
-__all__ = ("HTTPX_GENERATOR_WARNINGS", "first_then_forever", "load")
+__all__ = ("HTTPX_GENERATOR_WARNINGS", "first_then_forever", "load", "server_scope")
+
+
+def server_scope(
+    path: str = "/events",
+    *,
+    method: str = "GET",
+    root_path: str = "",
+    query_string: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> dict[str, Any]:
+    """An HTTP scope as a scripted server hands it to the app under test: ``path``
+    verbatim, so a test says itself whether it includes ``root_path`` (servers
+    disagree). The library's own in-process clients build theirs with
+    `asgi_sse._testing.scope.http_scope`."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query_string,
+        "root_path": root_path,
+        "headers": headers or [],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "extensions": {},
+        "state": {},
+    }
 
 
 async def first_then_forever(cleaned: anyio.Event) -> AsyncIterator[str]:

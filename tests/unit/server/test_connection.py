@@ -19,6 +19,7 @@ from asgi_sse import EventSourceResponse, ServerSentEvent, ShutdownSignal
 from asgi_sse._server.connection import FAIR_SHARE, PIECE, SHUTDOWN_FINAL_SEND, Connection
 from asgi_sse._server.state import ConnectionState, IllegalTransition
 from asgi_sse._util.asgi import ASGIReceiveEvent, ASGISendEvent
+from tests.support.helpers import server_scope
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -32,20 +33,7 @@ class Server:
     """
 
     def __init__(self, *, delay: float = 0.0, raise_after_leaving: bool = False) -> None:
-        self.scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/events",
-            "raw_path": b"/events",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-        }
+        self.scope = server_scope()
         self.delay = delay
         self.raise_after_leaving = raise_after_leaving
         self.bodies: list[tuple[bytes, bool]] = []

@@ -33,6 +33,7 @@ from asgi_sse import (
 from asgi_sse._util.asgi import ASGIReceiveCallable, ASGISendCallable, Scope
 from asgi_sse._util.lifespan import answer_lifespan
 from asgi_sse.testing import connect
+from tests.support.helpers import server_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -48,32 +49,6 @@ DEFAULT_HEADERS = [
     (b"cache-control", b"no-cache, no-transform"),
     (b"x-accel-buffering", b"no"),
 ]
-
-
-def http_scope(
-    path: str = "/events",
-    *,
-    method: str = "GET",
-    root_path: str = "",
-    query_string: bytes = b"",
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query_string,
-        "root_path": root_path,
-        "headers": headers or [],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-        "extensions": {},
-        "state": {},
-    }
 
 
 class Peer:
@@ -356,7 +331,7 @@ async def test_options_is_answered_without_running_the_handler() -> None:
         called.append(request.method)
         return two_ticks()
 
-    peer = await serve(SSEEndpoint(handler), http_scope(method="OPTIONS"), HTTP_REQUEST)
+    peer = await serve(SSEEndpoint(handler), server_scope(method="OPTIONS"), HTTP_REQUEST)
     assert called == []
     assert peer.sent == [
         start(204, [(b"allow", b"GET, HEAD, POST, OPTIONS")]),
@@ -364,7 +339,7 @@ async def test_options_is_answered_without_running_the_handler() -> None:
     ]
     peer = await serve(
         SSEEndpoint(handler, methods=("OPTIONS", "GET")),
-        http_scope(method="OPTIONS"),
+        server_scope(method="OPTIONS"),
         HTTP_REQUEST,
     )
     assert called == ["OPTIONS"]  # listed explicitly: the user asked for it
@@ -490,7 +465,7 @@ async def test_handler_returning_none_answers_204_without_body(is_async: bool) -
         return None
 
     app = SSEEndpoint(async_handler if is_async else sync_handler)
-    peer = await serve(app, http_scope(), HTTP_REQUEST)
+    peer = await serve(app, server_scope(), HTTP_REQUEST)
     assert peer.sent == [start(204, []), body(b"", False)]
 
 
@@ -513,7 +488,7 @@ async def test_methods_limit_answers_405_with_allow(
         return two_ticks()
 
     app = SSEEndpoint(handler, methods=methods)
-    peer = await serve(app, http_scope(method=method), HTTP_REQUEST)
+    peer = await serve(app, server_scope(method=method), HTTP_REQUEST)
     if allowed:
         assert called == [method]
         assert peer.sent[0] == start(200, DEFAULT_HEADERS)
@@ -540,7 +515,7 @@ async def test_handler_error_answers_500_and_is_logged_once(
 
     app = SSEEndpoint(async_handler if is_async else sync_handler)
     with caplog.at_level(logging.ERROR, logger="asgi_sse"):
-        peer = await serve(app, http_scope("/topics"), HTTP_REQUEST)
+        peer = await serve(app, server_scope("/topics"), HTTP_REQUEST)
     assert peer.sent == [
         start(500, [(b"content-type", b"text/plain; charset=utf-8")]),
         body(b"Internal Server Error", False),
@@ -584,7 +559,7 @@ async def test_handler_returning_no_async_iterable_answers_500(
     handler: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.ERROR, logger="asgi_sse"):
-        peer = await serve(SSEEndpoint(handler), http_scope(), HTTP_REQUEST)
+        peer = await serve(SSEEndpoint(handler), server_scope(), HTTP_REQUEST)
     assert peer.sent[0]["status"] == 500
     assert len(errors(caplog)) == 1
 
@@ -646,7 +621,7 @@ def echo_body(request: SSERequest) -> Awaitable[AsyncIterator[ServerSentEvent]]:
 async def test_body_is_read_across_chunks_before_the_stream_starts() -> None:
     peer = Peer()
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(peer.run, SSEEndpoint(echo_body), http_scope(method="POST"))
+        task_group.start_soon(peer.run, SSEEndpoint(echo_body), server_scope(method="POST"))
         peer.push({"type": "http.request", "body": b"hello", "more_body": True})
         # The app took the first chunk and waits for more: nothing may be sent yet.
         await peer.wait_until(lambda: peer.receive_calls == 2)
@@ -676,7 +651,7 @@ async def test_disconnect_after_the_body_still_closes_the_stream() -> None:
 
     peer = Peer()
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(peer.run, SSEEndpoint(handler), http_scope(method="POST"))
+        task_group.start_soon(peer.run, SSEEndpoint(handler), server_scope(method="POST"))
         peer.push({"type": "http.request", "body": b"x", "more_body": False})
         await peer.wait_until(lambda: len(peer.sent) == 2)
         peer.push({"type": "http.disconnect"})
@@ -697,7 +672,7 @@ async def test_unread_body_chunks_do_not_end_the_stream() -> None:
 
     peer = Peer()
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(peer.run, SSEEndpoint(handler), http_scope(method="POST"))
+        task_group.start_soon(peer.run, SSEEndpoint(handler), server_scope(method="POST"))
         peer.push(
             {"type": "http.request", "body": b"a", "more_body": True},
             {"type": "http.request", "body": b"b", "more_body": False},
@@ -734,7 +709,7 @@ async def test_disconnect_while_reading_the_body_ends_quietly(
 
     with caplog.at_level(logging.DEBUG, logger="asgi_sse"):
         peer = await serve(
-            SSEEndpoint(handler), http_scope(method="POST"), *before, {"type": "http.disconnect"}
+            SSEEndpoint(handler), server_scope(method="POST"), *before, {"type": "http.disconnect"}
         )
     [exc] = raised
     assert isinstance(exc, SSEError)
@@ -754,7 +729,7 @@ async def test_body_accepts_http_request_without_optional_keys(
 ) -> None:
     peer = Peer()
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(peer.run, SSEEndpoint(echo_body), http_scope(method="POST"))
+        task_group.start_soon(peer.run, SSEEndpoint(echo_body), server_scope(method="POST"))
         peer.push(message)
         await peer.wait_until(lambda: len(peer.sent) >= 2)
         peer.push({"type": "http.disconnect"})
@@ -769,7 +744,7 @@ async def test_body_accepts_http_request_without_optional_keys(
 
 
 async def test_endpoint_refuses_websockets() -> None:
-    scope = {**http_scope(), "type": "websocket", "subprotocols": []}
+    scope = {**server_scope(), "type": "websocket", "subprotocols": []}
     del scope["method"]
     peer = await serve(
         SSEEndpoint(function_returning_a_stream), scope, {"type": "websocket.connect"}
@@ -843,37 +818,37 @@ async def test_middleware_serves_its_routes() -> None:
     ("scope", "messages", "expected_sent"),
     [
         pytest.param(
-            http_scope("/"),
+            server_scope("/"),
             [HTTP_REQUEST],
             [start(200, [(b"content-type", b"text/plain")]), body(b"inner", False)],
             id="http-other-path",
         ),
         pytest.param(
-            http_scope("/events/"),
+            server_scope("/events/"),
             [HTTP_REQUEST],
             [start(200, [(b"content-type", b"text/plain")]), body(b"inner", False)],
             id="http-trailing-slash",
         ),
         pytest.param(
-            http_scope("/events/sub"),
+            server_scope("/events/sub"),
             [HTTP_REQUEST],
             [start(200, [(b"content-type", b"text/plain")]), body(b"inner", False)],
             id="http-sub-path",
         ),
         pytest.param(
-            http_scope("/api/events"),  # no root_path: "/api/events" is not "/events"
+            server_scope("/api/events"),  # no root_path: "/api/events" is not "/events"
             [HTTP_REQUEST],
             [start(200, [(b"content-type", b"text/plain")]), body(b"inner", False)],
             id="http-prefixed-without-root-path",
         ),
         pytest.param(
-            http_scope("/api/other", root_path="/api"),
+            server_scope("/api/other", root_path="/api"),
             [HTTP_REQUEST],
             [start(200, [(b"content-type", b"text/plain")]), body(b"inner", False)],
             id="http-other-path-under-root-path",
         ),
         pytest.param(
-            {**http_scope("/events"), "type": "websocket", "subprotocols": []},
+            {**server_scope("/events"), "type": "websocket", "subprotocols": []},
             [{"type": "websocket.connect"}],
             [{"type": "websocket.accept", "subprotocol": None, "headers": []}],
             id="websocket-on-an-sse-path",

@@ -40,6 +40,7 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from asgi_sse import EventSourceResponse, EventStreamParser, ParsedEvent, merge
+from tests.support.helpers import server_scope
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -227,23 +228,6 @@ def _past(limit: int | None, before: int, after: int) -> bool:
     return limit is not None and (before >= limit or after > limit)
 
 
-def _scope() -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/events",
-        "raw_path": b"/events",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"accept", b"text/event-stream")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
 async def serve(
     stream: AsyncIterable[str],
     client: Client,
@@ -271,10 +255,10 @@ async def serve(
         try:
             with rescue:
                 try:
-                    with anyio.CancelScope() as server_scope:
+                    with anyio.CancelScope() as server_cancel:
                         if server_timeout is not None:
-                            server_scope.deadline = anyio.current_time() + server_timeout
-                        await response(_scope(), client.receive, client.send)
+                            server_cancel.deadline = anyio.current_time() + server_timeout
+                        await response(server_scope(), client.receive, client.send)
                 except BaseException as exc:
                     if rescue.cancel_called:
                         raise
