@@ -97,6 +97,26 @@ def test_the_reference_links_signatures_to_their_types(site: Path) -> None:
     assert 'href="#asgi_sse.Subscription"' in html
 
 
+def test_the_names_docstrings_quote_are_links(site: Path) -> None:
+    # docs/hooks/crossrefs.py: `Reset` in Hub's docstring, `EventSource` in the client's
+    # module docstring (a link to another page), `merge()` called.
+    link = '<a class="autorefs autorefs-internal" href="{href}"><code>{text}</code></a>'
+    assert link.format(href="#asgi_sse.Reset", text="Reset") in reference_page(site, "asgi_sse")
+    assert link.format(href="#asgi_sse.merge", text="merge()") in reference_page(site, "asgi_sse")
+    client = reference_page(site, "asgi_sse.client")
+    assert link.format(href="../asgi_sse/#asgi_sse.BaseEvent", text="BaseEvent") in client
+
+
+def test_no_page_shows_a_private_path(site: Path) -> None:
+    private = re.compile(r"asgi_sse\._[a-z]")
+    shown = [
+        str(page.relative_to(site))
+        for page in site.rglob("*.html")
+        if private.search(page.read_text(encoding="utf-8"))
+    ]
+    assert not shown, f"pages that show a private module path: {shown}"
+
+
 # -- in a browser ---------------------------------------------------------------------
 
 
