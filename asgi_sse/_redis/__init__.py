@@ -8,6 +8,7 @@ backend would be. Its modules:
 * ``link`` - the client, whether Redis answers, the backoff;
 * ``reader`` - one blocking ``XREAD`` per group of topics, feeding their logs;
 * ``locate`` - where a client's last event id resumes, reading back from Redis;
+* ``options`` - the checks of its options;
 * ``backend`` - `RedisStreamsBackend`, which puts them together.
 
 Importing it needs the ``redis`` package (the ``redis`` extra).

@@ -3,9 +3,9 @@ user's guide).
 
 Written as a third-party backend would be, against the public SPI (`asgi_sse.backends`)
 only: it feeds the hub's logs through their methods and knows nothing else of the hub.
-Its parts: the link to Redis (`link`), the stream's entry format and the append script
-(`entries`, `append.lua`), the readers that feed the logs (`reader`), and the resolution
-of a client's id (`locate`).
+Its parts: its options' checks (`options`), the link to Redis (`link`), the stream's
+entry format and the append script (`entries`, `append.lua`), the readers that feed the
+logs (`reader`), and the resolution of a client's id (`locate`).
 
 asyncio only: redis's client does not run on trio.
 """
@@ -29,6 +29,7 @@ from asgi_sse.backends import LogBounds, ResumePoint, TopicClosed, TopicLog
 from .entries import append_script, is_close_marker, newest_id
 from .link import DOWN, RedisLink, client_from_url
 from .locate import Locator
+from .options import check_client, check_options
 from .reader import Reader
 
 __all__ = ("RedisStreamsBackend",)
@@ -84,7 +85,7 @@ class RedisStreamsBackend:
         reconnect_min: float = 0.05,
         reconnect_max: float = 5.0,
     ) -> None:
-        _check_options(
+        check_options(
             page_size=page_size,
             read_count=read_count,
             topics_per_reader=topics_per_reader,
@@ -96,7 +97,7 @@ class RedisStreamsBackend:
         )
         url = redis if isinstance(redis, str) else None
         client = client_from_url(redis, block) if isinstance(redis, str) else redis
-        _check_client(client, block)
+        check_client(client, block)
         self.prefix = prefix
         self.maxlen = maxlen
         self.expire_after = expire_after
@@ -276,43 +277,3 @@ class RedisStreamsBackend:
 
     def _key(self, log: TopicLog) -> bytes:
         return (self.prefix + "t:" + log.name).encode("utf-8", "surrogatepass")
-
-
-def _check_options(
-    *,
-    page_size: int,
-    read_count: int,
-    topics_per_reader: int,
-    maxlen: int | None,
-    expire_after: float | None,
-    block: float,
-    reconnect_min: float,
-    reconnect_max: float,
-) -> None:
-    for name, count in (
-        ("page_size", page_size),
-        ("read_count", read_count),
-        ("topics_per_reader", topics_per_reader),
-    ):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"{name} must be a positive int, got {count!r}")
-    if maxlen is not None and (not isinstance(maxlen, int) or maxlen < 1):
-        raise ValueError(f"maxlen must be a positive int or None, got {maxlen!r}")
-    if expire_after is not None and not expire_after > 0:
-        raise ValueError(f"expire_after must be positive seconds or None, got {expire_after}")
-    if not 0 < block <= 60:
-        raise ValueError(f"block must be between 0 and 60 seconds, got {block}")
-    if not 0 < reconnect_min <= reconnect_max:
-        raise ValueError("reconnect_min and reconnect_max: 0 < min <= max")
-
-
-def _check_client(client: aioredis.Redis, block: float) -> None:
-    kwargs = client.connection_pool.connection_kwargs
-    if kwargs.get("decode_responses"):
-        raise ValueError("pass a client made with decode_responses=False: frames are bytes")
-    timeout = kwargs.get("socket_timeout")
-    if timeout is not None and block > timeout / 2:
-        raise ValueError(
-            f"block ({block} s) must be well under the client's socket timeout "
-            f"({timeout} s): a blocking XREAD would time out"
-        )
