@@ -7,7 +7,8 @@ bytes formatting operation. Pydantic's JSON output never contains a raw CR or LF
 (JSON escapes them), so the payload is always exactly one `data:` line and needs no
 splitting (WHATWG HTML, 9.2.6 "Interpreting an event stream").
 
-Imports the wire layer and pydantic; nothing async, nothing ASGI.
+Imports the wire layer, pydantic and `_util.closing` (for the decorator's cleanup);
+nothing async, nothing ASGI.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, ParamSpec, 
 from pydantic import BaseModel, Field, StrictInt, TypeAdapter
 from pydantic_core import PydanticSerializationError, SchemaSerializer
 
+from .._util.closing import close_stream
 from .errors import InvalidEventError
 from .wire import ID_PATTERN, check_event_name, check_id, check_retry, find_forbidden_id_char
 
@@ -227,8 +229,6 @@ def event_stream(
                 position += 1
                 yield event
         finally:
-            aclose = getattr(inner, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await close_stream(inner)
 
     return numbered

@@ -1,5 +1,6 @@
 """Closing what an iteration leaves open: one helper for every layer that iterates a
-user's stream (the pump, `merge()`'s sources, `resumable_merge()`'s keyed sources).
+user's stream (the pump, `merge()`'s sources, `resumable_merge()`'s keyed sources,
+`@event_stream`'s inner generator).
 
 Must not import anything from the rest of the package, nor anything async: it only
 awaits the stream's own ``aclose``.
