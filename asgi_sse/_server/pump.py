@@ -14,7 +14,8 @@ items an iterator hands out through ``next_ready()`` or ``next_nowait()`` (`merg
 hub subscriptions; see `asgi_sse.types.ReadyItems`) and bytes the stream joined
 itself. A plain generator's items go out one `send` each.
 
-Imports the protocol layer's items and the connection; no framework.
+Imports the protocol layer's items, the connection and `_util`; never a framework, the
+hub or `merge()` (it knows a ready-items iterator only by its methods).
 """
 
 from __future__ import annotations
