@@ -5,7 +5,10 @@ when the event is stored: `split_at_id` cuts the encoded frame where the wire's 
 order puts the ``id:`` line (after the comment and event lines, before the data),
 `frame_with_id` joins the two parts around an id line and says where that line is, and
 `with_other_id` swaps it for another (a multi-topic subscriber's composite cursor) with
-no other copy of the frame's bytes. The ``id:`` line is written here and nowhere else.
+no other copy of the frame's bytes. Every ``id:`` line the hub and its backends write
+is written here; the encoders (`ServerSentEvent`, `BaseEvent`) format theirs inline, in
+the one f-string or %-format that builds the whole frame, and a test pins their bytes
+to `id_line`'s.
 
 Sans-IO, like the rest of the protocol layer: imports the wire and events modules only.
 """
