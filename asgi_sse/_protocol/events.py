@@ -47,29 +47,38 @@ class BaseEvent(BaseModel, Generic[T]):
     """A typed Server-Sent Event: `data` is any value pydantic can dump to JSON.
 
     Subclass it with the payload type; the event name is the class name in snake case
-    unless given explicitly::
+    unless given explicitly:
 
-        class Echo(BaseEvent[EchoPayload]): ...              # event: echo
-        class Tick(BaseEvent[int], event="clock.tick"): ...  # event: clock.tick
+    ```python
+    class Echo(BaseEvent[EchoPayload]): ...              # event: echo
+    class Tick(BaseEvent[int], event="clock.tick"): ...  # event: clock.tick
+    ```
 
     `BaseEvent[T]` used directly (not subclassed) sends no `event:` line, which clients
     dispatch as a `message` event.
 
     Raises:
         pydantic.ValidationError: (a `ValueError`) at construction, when `data` does not
-            match `T`, when `id` contains CR, LF or NUL, or when `retry` is not a
-            non-negative int.
-        InvalidEventError: at class creation, when an explicit event name contains CR or LF.
+            match `T`, when `id` contains CR, LF, NUL or a lone surrogate, or when `retry`
+            is not a non-negative int.
+        InvalidEventError: at class creation, when an explicit event name contains CR or
+            LF, or a lone surrogate.
+        TypeError: at class creation, when an explicit event name is not a str.
     """
 
     data: T
+    """The payload, sent as one ``data:`` line of JSON."""
     # Note: the wire's id rule (ID_PATTERN), checked by pydantic-core: no Python call
     # per event. Ints are sent as decimal digits.
     id: Annotated[str, Field(pattern=ID_PATTERN)] | StrictInt | None = None
+    """The ``id:`` line (None: none); the client sends the last one back to resume."""
     retry: StrictInt | None = Field(default=None, ge=0)
+    """The ``retry:`` line: the client's reconnection delay in milliseconds (None: none)."""
 
     # Per-class constants, set when the class is created (see __pydantic_init_subclass__).
     event_name: ClassVar[str | None] = None
+    """The class's ``event:`` name, set when the class is created (None: no ``event:``
+    line, which clients dispatch as ``message``)."""
     _sse_prefix: ClassVar[bytes] = b""
 
     def __init_subclass__(cls, event: str | None = None, **kwargs: Any) -> None:
@@ -124,8 +133,9 @@ class BaseEvent(BaseModel, Generic[T]):
 
         Raises:
             pydantic.ValidationError: when `data` does not match the payload type.
-            InvalidEventError: when `id` contains CR, LF or NUL, `retry` is negative, or
-                `data` cannot be serialised to JSON (a lone surrogate in a str).
+            InvalidEventError: when `id` contains CR, LF, NUL or a lone surrogate,
+                `retry` is negative, or `data` cannot be serialised to JSON (a lone
+                surrogate in a str).
             TypeError: when `id` or `retry` has the wrong type.
         """
         prefix, serializer, exact_type, adapter = _CODECS.get(cls) or _build_codec(cls)
@@ -154,10 +164,11 @@ class BaseEvent(BaseModel, Generic[T]):
     def decode(cls, data: str, *, id: str | None = None) -> Self:
         """Build an event back from a received frame's `data` (JSON) and `id`.
 
-        The inverse of `encode()`, for clients and tests.
+        The inverse of `encode()`, for clients and tests; an empty `id` is no id.
 
         Raises:
-            pydantic.ValidationError: when `data` is not JSON of the payload type.
+            pydantic.ValidationError: when `data` is not JSON of the payload type, or
+                `id` contains CR, LF or NUL.
         """
         value = (_CODECS.get(cls) or _build_codec(cls))[3].validate_json(data)
         return cls(data=value, id=id or None)
@@ -209,7 +220,8 @@ def event_stream(
     closes the inner one, so its `finally` blocks run.
 
     Raises:
-        TypeError: when the inner stream yields something that is not a `BaseEvent`.
+        TypeError: while iterating, when the inner stream yields something that is not
+            a `BaseEvent`.
     """
 
     @functools.wraps(func)

@@ -28,42 +28,45 @@ __all__ = ("Comment", "EventStreamParser", "ParsedEvent")
 
 @dataclass(frozen=True, slots=True)
 class ParsedEvent:
-    """A dispatched event, as an EventSource would fire it.
-
-    `event` is the type ("message" when the frame gave none or an empty one); `id` is
-    the stream's last event ID when it was dispatched (sticky across events, as in the
-    spec); `retry` is a valid ``retry`` value seen in the same frame, else None.
-    """
+    """A dispatched event, as an EventSource would fire it."""
 
     event: str
+    """The type: ``message`` when the frame gave none or an empty one."""
     data: str
+    """The frame's ``data:`` lines joined with LF."""
     id: str = ""
+    """The stream's last event ID when it was dispatched: sticky across events, as in
+    the spec (an event without an ``id:`` line carries the one before)."""
     retry: int | None = None
+    """A valid ``retry:`` value (milliseconds) seen in the same frame, else None."""
 
 
 @dataclass(frozen=True, slots=True)
 class Comment:
-    """A comment line (``:`` ...); `text` is what follows the colon, minus one space."""
+    """A comment line (``: ...``), such as a keep-alive."""
 
     text: str
+    """What follows the colon, minus one leading space."""
 
 
 class EventStreamParser:
     """Incremental parser for one event stream: `feed` bytes as they come, `close` at
-    the end.  Any chunking gives the same items.  ``last_event_id``: the id a client
-    had before this connection (it stays until the stream sets another).
+    the end.  Any chunking gives the same items.  No stream is refused, as in a
+    browser: bytes that are not UTF-8 become U+FFFD, unknown fields are ignored.
 
-    Attributes:
-        last_event_id: the stream's last event ID string (what a client sends back as
-            ``Last-Event-ID``); set when a frame ends, even if nothing is dispatched.
-        retry: the reconnection time last set by the stream, in ms, or None.
+    Args:
+        last_event_id: The id a client had before this connection (it stays until the
+            stream sets another).
     """
 
     def __init__(self, last_event_id: str = "") -> None:
         # A client reconnecting goes on with the last event ID it had (WHATWG: the
         # EventSource's "last event ID string", which a new connection keeps).
         self.last_event_id = last_event_id
+        """The stream's last event ID string (what a client sends back as
+        ``Last-Event-ID``); set when a frame ends, even if nothing is dispatched."""
         self.retry: int | None = None
+        """The reconnection time last set by the stream, in milliseconds, or None."""
         # "utf-8-sig" is "UTF-8 decode": it strips one BOM at the start only, and waits
         # for more bytes while the first ones could still be a BOM split across chunks.
         self._decode = codecs.getincrementaldecoder("utf-8-sig")("replace").decode
@@ -78,7 +81,11 @@ class EventStreamParser:
         self._frame_retry: int | None = None
 
     def feed(self, chunk: bytes) -> list[ParsedEvent | Comment]:
-        """Parse the next chunk of the stream; return the events and comments it ended."""
+        """Parse the next chunk of the stream.
+
+        Returns:
+            The events and comments whose lines the chunk ended, in stream order.
+        """
         text = self._decode(chunk)
         if not text:
             return []

@@ -25,14 +25,14 @@ while connected)."""
 class ResetInfo(BaseModel):
     """Why a stream could not resume where the client stopped, and where it goes on."""
 
-    #: ``gone``: the log no longer holds the client's position; ``unknown``: the id is
-    #: from another epoch (a restart) or from the future; ``malformed``: not an id of
-    #: this hub; ``overflow``: the client fell out of the log while connected.
     reason: ResetReason
-    #: The topics concerned.
+    """``gone``: the log no longer holds the client's position; ``unknown``: the id is
+    from another epoch (a restart) or from the future; ``malformed``: not an id of this
+    hub; ``overflow``: the client fell out of the log while connected."""
     topics: list[str]
-    #: The id the stream goes on from (the head): the frame's own id.
+    """The topics concerned."""
     resume_from: str
+    """The id the stream goes on from (the head): the frame's own id."""
 
 
 class Reset(BaseEvent[ResetInfo], event="reset"):

@@ -205,6 +205,14 @@ class ServerSentEvent:
     take effect (an id-only frame primes a resume cursor). ``id=""`` resets the client's
     last event id. A comment-only frame is a single comment line (a keep-alive).
 
+    Args:
+        data: The ``data`` field: one ``data:`` line per line of it (split at CRLF, CR
+            or LF only); ``""`` is one empty line, which clients still dispatch.
+        event: The event name (clients dispatch ``message`` without one).
+        id: The event id; an int is sent as its decimal digits.
+        retry: The client's reconnection delay, in milliseconds.
+        comment: A comment, written before the other fields (one ``:`` line per line).
+
     Raises:
         TypeError: a field has the wrong type (bytes data, bool id, bool or float retry).
         InvalidEventError: CR or LF in `event` or `id`, NUL in `id`, a negative `retry`,
@@ -261,22 +269,27 @@ class ServerSentEvent:
     # Read-only views: assigning raises AttributeError; __slots__ forbids new attributes.
     @property
     def data(self) -> str | None:
+        """The ``data`` field, as given (None: no ``data:`` line)."""
         return self._data
 
     @property
     def event(self) -> str | None:
+        """The event name (None: no ``event:`` line)."""
         return self._event
 
     @property
     def id(self) -> str | None:
+        """The event id, as a str even when an int was given (None: no ``id:`` line)."""
         return self._id
 
     @property
     def retry(self) -> int | None:
+        """The reconnection delay in milliseconds (None: no ``retry:`` line)."""
         return self._retry
 
     @property
     def comment(self) -> str | None:
+        """The comment (None: no comment line)."""
         return self._comment
 
     def encode(self) -> bytes:
