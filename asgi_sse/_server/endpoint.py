@@ -59,7 +59,16 @@ def _utf8(text: str) -> str:
 
 
 class SSERequest:
-    """A read-only view of the HTTP request that opened an event stream."""
+    """A read-only view of the HTTP request that opened an event stream.
+
+    Made by `SSEEndpoint` for its handler; what it reads is decoded once, on first use.
+
+    Args:
+        scope: The request's ASGI scope.
+        receive: The request's ASGI ``receive``, for `body`.
+        last_event_id_param: The query parameter `last_event_id` falls back on (empty:
+            none).
+    """
 
     __slots__ = ("__dict__", "_last_event_id_param", "_receive", "scope")
 
@@ -67,11 +76,13 @@ class SSERequest:
         self, scope: Scope, receive: ASGIReceiveCallable, *, last_event_id_param: str = ""
     ) -> None:
         self.scope = scope
+        """The request's ASGI scope, as the server (or the framework) gave it."""
         self._receive = receive
         self._last_event_id_param = last_event_id_param
 
     @property
     def method(self) -> str:
+        """The HTTP method, upper case as ASGI gives it."""
         return cast(str, self.scope.get("method", "GET"))
 
     @property
@@ -139,8 +150,10 @@ class SSERequest:
     async def body(self) -> bytes:
         """The whole request body (for streams opened by POST, e.g. MCP).
 
-        Call it before the stream starts. Raises `ClientDisconnected` if the client
-        leaves first.
+        Call it once, before the stream starts: it reads the body from ``receive``.
+
+        Raises:
+            ClientDisconnected: when the client leaves before the body is complete.
         """
         chunks: list[bytes] = []
         while True:
@@ -174,13 +187,22 @@ class SSEEndpoint:
     streams but OPTIONS, which is answered with 204 and an `Allow` header and never
     runs the handler (a CORS preflight).
 
-    A handler error before the stream starts is logged and answered with 500.
-    Websocket scopes are refused; lifespan scopes are answered, so the endpoint also
-    runs standalone under uvicorn or hypercorn.
+    A handler error before the stream starts is logged and answered with 500, and so
+    is a result that is not one of those. Websocket scopes are refused; lifespan
+    scopes are answered, so the endpoint also runs standalone under uvicorn or
+    hypercorn.
+
+    Args:
+        handler: Called once per request with its `SSERequest` (see
+            `asgi_sse.types.Handler`).
+        **options: A response's options, ``methods`` and ``last_event_id_param``, as
+            declared (with their defaults) in `asgi_sse.types.EndpointOptions`.
 
     Raises:
-        ValueError, TypeError: at construction, for options that `EventSourceResponse`
-            refuses, or an empty method name.
+        ValueError: at construction, for options that `EventSourceResponse` refuses,
+            or an empty method name.
+        TypeError: at construction, for a keyword that is not an option, or options
+            of the wrong type that `EventSourceResponse` refuses.
     """
 
     __slots__ = ("handler", "options")
@@ -188,11 +210,14 @@ class SSEEndpoint:
     @spell_out_options(EndpointOptions)
     def __init__(self, handler: Handler, **options: Unpack[EndpointOptions]) -> None:
         self.handler = handler
+        """Makes each request's stream."""
         self.options = endpoint_options(options, type(self))
+        """The options, checked and encoded once for every request."""
 
     @classmethod
     def with_options(cls, handler: Handler, options: StreamOptions) -> SSEEndpoint:
-        """An endpoint with options that were checked already (by a middleware)."""
+        """An endpoint with options that were checked already (by a middleware): they
+        are shared, not checked again."""
         endpoint = cls(handler)
         endpoint.options = options
         return endpoint

@@ -31,13 +31,22 @@ __all__ = ("SSEMiddleware",)
 class SSEMiddleware:
     """Serve ``routes`` (exact path -> handler or `SSEEndpoint`) as event streams.
 
-    Paths are matched exactly, relative to the app's `root_path`. Handlers are wrapped
-    in `SSEEndpoint` with the given options (``ping``, ``ping_event``, ``send_timeout``,
-    ``headers``, ``methods``, ``last_event_id_param``); pass an `SSEEndpoint` to set them
-    per route.
+    Paths are matched exactly, relative to the app's `root_path`, for HTTP requests
+    only; everything else goes to ``app`` untouched. Handlers are wrapped in
+    `SSEEndpoint` with the given options; pass an `SSEEndpoint` to set them per route.
+
+    Args:
+        app: The ASGI application behind the routes.
+        routes: Exact path (starting with ``/``) -> a handler (see
+            `asgi_sse.types.Handler`) or an `SSEEndpoint`.
+        **options: The handlers' endpoint options, as declared (with their defaults)
+            in `asgi_sse.types.EndpointOptions`.
 
     Raises:
-        ValueError: at construction, for a route that does not start with "/".
+        ValueError: at construction, for a route that does not start with "/", or
+            options that `SSEEndpoint` refuses.
+        TypeError: at construction, for a keyword that is not an option, or options
+            of the wrong type that `SSEEndpoint` refuses.
     """
 
     @spell_out_options(EndpointOptions)
@@ -48,8 +57,10 @@ class SSEMiddleware:
         **options: Unpack[EndpointOptions],
     ) -> None:
         self.app = app
+        """The application behind the routes."""
         shared = endpoint_options(options, type(self))
         self.routes: dict[str, SSEEndpoint] = {}
+        """Each route's endpoint, by path."""
         for path, target in routes.items():
             if not path.startswith("/"):
                 raise ValueError(f"route {path!r} must start with '/'")

@@ -20,13 +20,20 @@ class StreamObserver:
     `EventSourceResponse`, `SSEEndpoint`, `SSEMiddleware` or the Starlette adapter.
 
     Called when a response starts streaming and when it ends, never per event: the
-    response counts what it sent only while an observer is set. Subclass and override
-    what you need (`asgi_sse.otel` does, for OpenTelemetry); every method does nothing
-    here. ``scope`` is the request's ASGI scope (its path is yours to map to a label).
+    response counts what it sent only while an observer is set. A request answered
+    without a stream (HEAD, OPTIONS, a 204 or 500 before the stream, one that comes
+    while the server shuts down) is not told. Subclass and override what you need
+    (`asgi_sse.otel` does, for OpenTelemetry); every method does nothing here. The
+    hooks run in the response's own task: keep them quick, and do not let them raise
+    (what they raise propagates out of the response, to the server).
     """
 
     def on_open(self, scope: Mapping[str, Any]) -> None:
-        """A response started streaming (its headers went out)."""
+        """A response started streaming (its headers went out).
+
+        Args:
+            scope: The request's ASGI scope (its path is yours to map to a label).
+        """
 
     def on_close(
         self,
@@ -36,8 +43,13 @@ class StreamObserver:
         size: int,
         seconds: float,
     ) -> None:
-        """A response ended, for ``reason`` (a `asgi_sse.types.CloseReason`:
-        ``stream_end``, ``stream_error``, ``client_left``, ``send_timeout``,
-        ``send_failed``, ``shutdown``, ``server_cancelled``), after sending ``events``
-        frames (frames end with a blank line, keep-alives not counted) in ``size`` bytes
-        over ``seconds``."""
+        """A response that `on_open` was told of ended.
+
+        Args:
+            scope: The request's ASGI scope, as given to `on_open`.
+            reason: Why it ended (see `asgi_sse.types.CloseReason`).
+            events: The stream's frames sent (counted by the blank line that ends
+                each); keep-alives, comments or ``ping_event``s, are not counted.
+            size: The bytes of the stream's frames sent, keep-alives not counted.
+            seconds: How long it streamed.
+        """

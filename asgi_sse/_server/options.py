@@ -75,35 +75,32 @@ _SERVER_HEADERS = frozenset({b"connection", b"transfer-encoding", b"content-leng
 
 
 class ResponseOptions(TypedDict, total=False):
-    """The keywords every streaming response takes (all optional).
-
-    - ``ping``: seconds of silence before a keep-alive goes out (default 15; None:
-      never);
-    - ``ping_event``: the keep-alive as an event a browser's EventSource sees, or a
-      function returning a fresh one each time (default: the ``: ping`` comment);
-    - ``send_timeout``: seconds the client may go without reading a piece of the body
-      before it is dropped (default 30; None: never);
-    - ``headers``: response headers, merged over the event-stream defaults;
-    - ``observer``: a `StreamObserver` told when each response opens and closes.
-    """
+    """The keywords every streaming response takes (all optional): `EventSourceResponse`,
+    `SSEEndpoint`, `SSEMiddleware` and `asgi_sse.starlette.EventSourceResponse`."""
 
     ping: float | None
+    """Seconds of silence before a keep-alive goes out (default 15; None: never)."""
     ping_event: PingEvent | None
+    """The keep-alive as an event a browser's EventSource sees, or a function returning
+    a fresh one each time (default: the ``: ping`` comment, which it does not see)."""
     send_timeout: float | None
+    """Seconds the client may go without reading a piece of the body before it is
+    dropped (default 30; None: never)."""
     headers: HeadersLike | None
+    """Response headers, merged over the event-stream defaults (case-insensitively)."""
     observer: StreamObserver | None
+    """A `StreamObserver` told when each response opens and closes (default: none)."""
 
 
 class EndpointOptions(ResponseOptions, total=False):
-    """The keywords of `SSEEndpoint` and `SSEMiddleware`: a response's, and
-
-    - ``methods``: the HTTP methods that stream (default: every method but OPTIONS);
-    - ``last_event_id_param``: the query parameter read as the last event id when no
-      ``Last-Event-ID`` header came (default ``lastEventId``).
-    """
+    """The keywords of `SSEEndpoint` and `SSEMiddleware`: a response's, and two more."""
 
     methods: tuple[str, ...] | None
+    """The HTTP methods that stream, any case (default: every method but OPTIONS);
+    others are answered 405, OPTIONS 204, both with an ``Allow`` header."""
     last_event_id_param: str
+    """The query parameter read as the last event id when no ``Last-Event-ID`` header
+    came (default ``lastEventId``; empty: none)."""
 
 
 def build_headers(headers: HeadersLike | None) -> tuple[tuple[bytes, bytes], ...]:

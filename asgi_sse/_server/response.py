@@ -68,16 +68,27 @@ class EventSourceResponse:
     EventSource does see (an event, or a function returning a fresh one each time).
     An exception raised by the stream is logged with its traceback and ends the
     response cleanly; an event whose value cannot be encoded is left out and logged.
-    HEAD and OPTIONS requests get the headers and no body, and the stream never runs.
+    HEAD and OPTIONS requests get the headers and no body, and the stream never runs
+    (it is closed); so does every request once the server is shutting down.
     ``observer`` (a `StreamObserver`, e.g. `asgi_sse.otel.SSEMetrics`) is told when the
-    response starts streaming and when it ends, with why and what it sent. (The option
-    keywords are declared in `asgi_sse.types.ResponseOptions`.)
+    response starts streaming and when it ends, with why and what it sent.
+
+    Args:
+        stream: What to send (see `asgi_sse.types.EventStream`).
+        status_code: The response status.
+        shutdown: The signal that ends the stream when the server stops; by default
+            the one `GracefulShutdown` puts in the scope, if any.
+        **options: ``ping``, ``ping_event``, ``send_timeout``, ``headers`` and
+            ``observer``, as declared (with their defaults) in
+            `asgi_sse.types.ResponseOptions`.
 
     Raises:
         ValueError: at construction, for headers that cannot be sent, or a ``ping`` or
             ``send_timeout`` that is not a positive number.
-        TypeError: at construction, for a ``ping_event`` that is not an event or a
-            function.
+        TypeError: at construction, for a keyword that is not an option, a
+            ``ping_event`` that is not an event or a function, or a ``ping`` or
+            ``send_timeout`` that is not a number.
+        RuntimeError: when called with a scope that is not HTTP (a websocket).
     """
 
     __slots__ = ("_shutdown", "options", "status_code", "stream")
@@ -92,8 +103,12 @@ class EventSourceResponse:
         **options: Unpack[ResponseOptions],
     ) -> None:
         self.stream = stream
+        """What the response sends."""
         self.status_code = status_code
+        """The response status."""
         self.options = response_options(options, type(self))
+        """The options, checked and encoded once (shared by every response made with
+        none)."""
         self._shutdown = shutdown
 
     @classmethod
@@ -105,7 +120,8 @@ class EventSourceResponse:
         status_code: int = 200,
         shutdown: ShutdownSignal | None = None,
     ) -> EventSourceResponse:
-        """A response with options that were checked already (by an endpoint)."""
+        """A response with options that were checked already (by an endpoint): nothing
+        is checked or encoded again, per request."""
         response = cls(stream, status_code=status_code, shutdown=shutdown)
         response.options = options
         return response

@@ -54,7 +54,8 @@ class ShutdownSignal:
 
     `trigger()` may be called from any thread or from a signal handler; `is_set` tells
     whether it has been. Streams register with `add_callback()` (used by
-    `EventSourceResponse`; most applications only call `trigger()`).
+    `EventSourceResponse`; most applications only call `trigger()`). Give one to a
+    response as ``shutdown=``, or let `GracefulShutdown` hand its own to every request.
     """
 
     __slots__ = ("_callbacks", "_idle", "_is_set")
@@ -66,10 +67,15 @@ class ShutdownSignal:
 
     @property
     def is_set(self) -> bool:
+        """Whether `trigger()` was called (for good: a signal is never reset)."""
         return self._is_set
 
     def trigger(self) -> None:
-        """End every stream that watches this signal, now and from now on. Idempotent."""
+        """End every stream that watches this signal, now and from now on. Idempotent.
+
+        Safe from any thread and from a signal handler: it calls the callbacks there,
+        and a response's callback only schedules its end on its own event loop.
+        """
         self._is_set = True
         # list() copies the values in one C call, so a stream that registers or leaves
         # on the event loop thread while a signal handler runs here cannot break it.
@@ -81,13 +87,24 @@ class ShutdownSignal:
 
     def wait_idle(self, timeout: float) -> bool:
         """Block (a thread, not the event loop) until triggered and every stream that
-        watched the signal ended; False after ``timeout`` seconds."""
+        watched the signal ended.
+
+        Args:
+            timeout: Seconds to wait at most.
+
+        Returns:
+            True once they all ended; False if ``timeout`` passed first.
+        """
         return self._idle.wait(timeout)
 
     def add_callback(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call `callback` (threadsafe-scheduled by the caller) on trigger.
+        """Call ``callback`` on trigger, at once if triggered already.
 
-        Returns a function that removes it again. Called at once if already triggered.
+        ``callback`` may run in a signal handler or another thread: make it safe there
+        (wrap it with `threadsafe`).
+
+        Returns:
+            A function that removes the callback again (idempotent).
         """
         key = id(callback)
         self._callbacks[key] = callback
@@ -102,7 +119,13 @@ class ShutdownSignal:
         return remove
 
     def threadsafe(self, func: Callable[[], object]) -> Callable[[], None]:
-        """Wrap `func` so that it runs on the current event loop, whoever calls it."""
+        """Wrap ``func`` so that it runs on the current event loop, whoever calls it
+        (asyncio's ``call_soon_threadsafe``, trio's ``run_sync_soon``).
+
+        Raises:
+            RuntimeError: when no event loop runs in this thread (anyio's
+                ``NoEventLoopError``).
+        """
         native = current_token().native_token
         if isinstance(native, asyncio.AbstractEventLoop):
             loop = native
@@ -142,6 +165,12 @@ class GracefulShutdown:
     Every HTTP scope passed on carries the signal under ``scope["asgi_sse.shutdown"]``;
     `EventSourceResponse` looks for it there, so responses created deep inside any
     framework see it.
+
+    Args:
+        app: The application to wrap.
+        signals: The signals that end the streams.
+        signal_handlers: False: install no handler (call ``app.signal.trigger()``
+            yourself).
     """
 
     def __init__(
@@ -152,7 +181,9 @@ class GracefulShutdown:
         signal_handlers: bool = True,
     ) -> None:
         self.app = app
+        """The wrapped application."""
         self.signal = ShutdownSignal()
+        """The signal every request sees; `trigger()` it to end every stream."""
         self._signals = tuple(signals)
         self._signal_handlers = signal_handlers
         self._installed = False
@@ -167,7 +198,9 @@ class GracefulShutdown:
     def install_signal_handlers(self) -> None:
         """Chain `trigger()` in front of the current handlers of the signals. Idempotent.
 
-        Only possible in the main thread; elsewhere this logs and does nothing.
+        Called on the lifespan startup, once the server installed its own handlers.
+        Only possible in the main thread; elsewhere this logs (at debug level) and does
+        nothing.
         """
         if self._installed:
             return

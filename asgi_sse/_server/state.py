@@ -31,9 +31,10 @@ CloseReason: TypeAlias = Literal[
 ]
 """Why a response ended, as told to `StreamObserver.on_close` (the first reason sticks):
 
-- ``stream_end``: the stream was exhausted (or the request was a HEAD);
+- ``stream_end``: the stream was exhausted;
 - ``stream_error``: the stream (or a ``ping_event`` function) raised; logged;
-- ``client_left``: ``http.disconnect``, or ``send`` raised OSError (ASGI 2.4);
+- ``client_left``: ``http.disconnect``, ``send`` raised OSError (ASGI 2.4), the stream
+  raised `ClientDisconnected`, or ``receive`` raised (logged);
 - ``send_timeout``: the client stopped reading for ``send_timeout`` seconds;
 - ``send_failed``: the server's ``send`` raised something else than OSError; logged;
 - ``shutdown``: the server is stopping (`GracefulShutdown`, `ShutdownSignal`);
