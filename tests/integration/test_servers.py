@@ -234,8 +234,8 @@ def test_sse2_typed_events(demo: Server) -> None:
     assert stamps == sorted(stamps)
 
 
-def test_the_readme_reads_sse2_from_python_with_the_typed_client(demo: Server) -> None:
-    # The README's three lines (after "Or from Python, typed"), against a real server.
+def test_the_typed_client_reads_the_demos_sse2(demo: Server) -> None:
+    # The typed client's guide (docs/how-to/client.md), against a real demo server.
     from asgi_sse.client import EventSource
     from asgi_sse.demo import Echo
 
@@ -314,7 +314,7 @@ def test_raw_bytes_look_like_the_tutorials(
         assert int(frame.group(1)) == n
         payload = json.loads(frame.group(2))
         assert payload["message"] == "hello"
-    if path == "/sse2":  # pydantic's compact JSON, exactly as in the README
+    if path == "/sse2":  # pydantic's compact JSON, exactly as on the docs' home page
         assert body.startswith(b'event: echo\nid: 0\ndata: {"message":"hello","created_at":"')
 
 
@@ -400,7 +400,7 @@ class ShutdownCase:
 _PID_ONLY = pytest.mark.xfail(
     strict=True,
     reason=(
-        "limitation (documented in README): under hypercorn's multi-process CLI a "
+        "limitation (documented in docs/how-to/shutdown.md): under hypercorn's multi-process CLI a "
         "signal to the supervisor alone never reaches GracefulShutdown in the worker "
         "(hypercorn stops workers through a multiprocessing event the app cannot see); "
         "hypercorn waits its graceful_timeout (3 s) and cancels the streams, which then "
