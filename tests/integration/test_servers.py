@@ -400,8 +400,9 @@ class ShutdownCase:
 _PID_ONLY = pytest.mark.xfail(
     strict=True,
     reason=(
-        "limitation (documented in docs/how-to/shutdown.md): under hypercorn's multi-process CLI a "
-        "signal to the supervisor alone never reaches GracefulShutdown in the worker "
+        "limitation (documented in docs/how-to/shutdown.md): under hypercorn's "
+        "multi-process CLI a signal to the supervisor alone never reaches "
+        "GracefulShutdown in the worker "
         "(hypercorn stops workers through a multiprocessing event the app cannot see); "
         "hypercorn waits its graceful_timeout (3 s) and cancels the streams, which then "
         "end cleanly - but after 3 s, not at once"
