@@ -45,24 +45,36 @@ Publishable = BaseEvent[Any] | ServerSentEvent | str
 class Hub:
     """Publish events once and fan them out to every subscriber, with exact resume.
 
-    ``history`` and ``history_bytes`` bound each topic's log (whichever is reached
-    first); a subscriber that falls out of it while connected gets ``on_overflow``:
-    ``"reset"`` (a `Reset` event, then live) or ``"disconnect"`` (its stream ends and
-    its client resumes, learning with a `Reset` what it missed). A topic without
-    subscribers and without publishes for ``expire_after`` seconds is forgotten, and
-    at most ``max_topics`` are held. ``observer`` gets the hub's events for metrics;
-    ``backend`` keeps the events (`MemoryBackend` by default).
-
-    Use it as ``async with Hub() as hub:`` for the life of the app (a lifespan), so
-    that `publish_from_thread` works and streams end when it stops.
+    Use it as ``async with Hub() as hub:`` for the life of the app (a lifespan, or
+    `lifespan`), so that its backend runs, `publish_from_thread` works and streams end
+    when it stops. Entering it starts the backend, which raises `HubUnavailable` when
+    its store cannot be reached (the app must not start without it).
 
     ``Hub.EARLIEST`` as a last event id asks for everything the log still holds.
 
+    Args:
+        history: Events each topic's log holds at most.
+        history_bytes: Bytes of frames each topic's log holds at most (but always its
+            newest event); whichever bound is reached first trims the log.
+        on_overflow: What a subscriber that falls out of the log while connected gets:
+            ``"reset"`` (a `Reset` event, then live) or ``"disconnect"`` (its stream
+            ends and its client resumes, learning with a `Reset` what it missed).
+        expire_after: Seconds after which a topic without subscribers and without
+            publishes is forgotten.
+        max_topics: Topics held at most; at the limit a new topic evicts the idlest
+            one without subscribers (`HubFull` if every one has some).
+        observer: Gets the hub's events, for metrics (`asgi_sse.otel.SSEMetrics`).
+        backend: Keeps the events and assigns their ids (`MemoryBackend` by default;
+            `asgi_sse.redis.RedisStreamsBackend` across processes).
+
     Raises:
-        ValueError: for a limit that is not a positive number, or an unknown policy.
+        ValueError: for a limit that is not a positive int, an ``expire_after`` that
+            is not positive, or an unknown policy.
+        TypeError: for an ``expire_after`` that is not a number.
     """
 
     EARLIEST = EARLIEST
+    """The last event id that asks for everything the log still holds (``earliest``)."""
 
     def __init__(
         self,
@@ -91,26 +103,32 @@ class Hub:
 
     @property
     def backend(self) -> HubBackend:
+        """Where the events are kept (read-only)."""
         return self._core.backend
 
     @property
     def history(self) -> int:
+        """Events each topic's log holds at most (read-only)."""
         return self._core.history
 
     @property
     def history_bytes(self) -> int:
+        """Bytes of frames each topic's log holds at most (read-only)."""
         return self._core.history_bytes
 
     @property
     def on_overflow(self) -> OverflowPolicy:
+        """What a subscriber that falls out of its log gets (read-only)."""
         return self._core.on_overflow
 
     @property
     def expire_after(self) -> float:
+        """Seconds after which an idle topic is forgotten (read-only)."""
         return self._core.expire_after
 
     @property
     def max_topics(self) -> int:
+        """Topics held at most (read-only)."""
         return self._core.max_topics
 
     @property
@@ -142,11 +160,16 @@ class Hub:
         """``app`` with this hub running for the life of the server: the hub is entered
         when the server starts the lifespan protocol and stopped when it ends. For apps
         without a lifespan of their own (an `SSEEndpoint` or `SSEMiddleware` app under
-        uvicorn or hypercorn); frameworks enter the hub in their own lifespan instead."""
+        uvicorn or hypercorn); frameworks enter the hub in their own lifespan instead.
+
+        A hub that cannot start (`HubUnavailable`) fails the server's startup, with
+        the error as its message: the server exits instead of serving without it."""
         return with_lifespan(self, app)
 
     async def stop(self) -> None:
-        """End every open subscription (their responses end cleanly); no more publishes."""
+        """End every open subscription (their responses end cleanly) and stop the
+        backend; publishing raises `TopicClosed` from now on. The hub may be entered
+        again."""
         core = self._core
         core.stop()
         await self.backend.stop()
@@ -158,17 +181,22 @@ class Hub:
     # -- publishing -----------------------------------------------------------------------
 
     async def publish(self, topic: str, event: Publishable) -> str:
-        """Append ``event`` to ``topic`` and wake its subscribers; returns its id.
+        """Append ``event`` to ``topic`` and wake its subscribers.
 
         Never waits on a subscriber. The event must not carry an id (the hub assigns
-        them) and must have data.
+        them) and must have data; a str is sent as the data of an unnamed event.
+
+        Returns:
+            The event's id in its topic.
 
         Raises:
-            TopicClosed: the topic was closed.
+            TopicClosed: the topic was closed, or the hub stopped.
+            ValueError: ``topic`` is not a non-empty str.
             InvalidEventError: the event has an id, has no data, or cannot be encoded.
             TypeError: ``event`` is not an event or a str.
             HubFull: a new topic, and ``max_topics`` topics all have subscribers.
             HubUnavailable: the backend cannot be reached; nothing was published.
+            RuntimeError: the backend needs the hub entered first (Redis).
         """
         log, prefix, suffix = self._to_publish(topic, event)
         event_id = await self.backend.append(log, prefix, suffix)
@@ -181,11 +209,19 @@ class Hub:
 
     def publish_nowait(self, topic: str, event: Publishable) -> str:
         """`publish` from synchronous code running in the event loop's thread (a
-        callback, a sync function called by async code). Same errors, and:
+        callback, a sync function called by async code).
+
+        Returns:
+            The event's id.
 
         Raises:
             TypeError: the backend cannot append without awaiting (Redis): use
-                `publish` or `publish_from_thread`.
+                `publish` or `publish_from_thread`; or ``event`` is not an event or a
+                str.
+            TopicClosed: as `publish` raises it.
+            ValueError: as `publish` raises it.
+            InvalidEventError: as `publish` raises it.
+            HubFull: as `publish` raises it.
         """
         if not self.backend.can_append_nowait:
             msg = f"{type(self.backend).__name__} publishes asynchronously: await publish()"
@@ -212,11 +248,22 @@ class Hub:
 
     def publish_from_thread(self, topic: str, event: Publishable) -> str:
         """`publish` from another thread (a worker thread, a sync framework's view):
-        blocks until the event is in the log and returns its id.
+        blocks until the backend stored the event.
+
+        Never call it from the event loop's own thread: it would block the loop for
+        good (use `publish_nowait` there).
+
+        Returns:
+            The event's id.
 
         Raises:
             RuntimeError: the hub was not entered (``async with hub``) in an event loop.
-            TopicClosed, InvalidEventError, TypeError, HubFull: as `publish` raises them.
+            TopicClosed: as `publish` raises it.
+            ValueError: as `publish` raises it.
+            InvalidEventError: as `publish` raises it.
+            TypeError: as `publish` raises it.
+            HubFull: as `publish` raises it.
+            HubUnavailable: as `publish` raises it.
         """
         if self._token is None:
             raise RuntimeError("enter the hub first (async with hub: ...) to publish from threads")
@@ -225,7 +272,19 @@ class Hub:
     async def close(self, topic: str, final_event: Publishable | None = None) -> None:
         """End ``topic`` for good: its open streams send what remains (and
         ``final_event``, if given), then end; a client that reconnects at the head gets
-        204 No Content, which makes a browser's EventSource stop reconnecting."""
+        204 No Content, which makes a browser's EventSource stop reconnecting. Closing
+        a closed topic does nothing; closing one the hub does not hold yet makes it,
+        closed.
+
+        Raises:
+            ValueError: ``topic`` is not a non-empty str.
+            HubFull: a new topic, and ``max_topics`` topics all have subscribers.
+            HubUnavailable: the backend cannot be reached.
+            TopicClosed: with ``final_event``, when the hub stopped.
+            InvalidEventError: ``final_event`` cannot be published (see `publish`).
+            TypeError: ``final_event`` is not an event or a str.
+            RuntimeError: the backend needs the hub entered first (Redis).
+        """
         log = self._core.log(topic)
         if log.closed:
             return
@@ -244,10 +303,12 @@ class Hub:
         resolves: absent or empty - from the head, after an id-only frame that primes
         the client's cursor; an id the log holds - every event after it, then live, no
         gap, no duplicate; `EARLIEST` - everything the log holds; anything else - a
-        `Reset` event, then live.
+        `Reset` event, then live. The id is resolved when the response prepares the
+        stream (`Subscription.prepare_stream`), not here.
 
         Raises:
-            ValueError: no topic, or a topic twice.
+            ValueError: no topic, a topic twice, or a topic that is not a non-empty
+                str.
             HubFull: a new topic, and ``max_topics`` topics all have subscribers.
         """
         if not topics:
@@ -259,7 +320,7 @@ class Hub:
     # -- introspection --------------------------------------------------------------------
 
     def stats(self) -> HubStats:
-        """A copy of the counters."""
+        """A copy of the counters, which later changes leave as they are."""
         stats = self._core.stats
         return HubStats(
             topics=len(self._core.logs),

@@ -49,6 +49,13 @@ class TopicLog:
 
     The hub makes the logs and a backend feeds them. Every attribute is read-only
     outside the log's own methods.
+
+    Args:
+        name: The topic's name.
+        max_events: How many events the log holds at most.
+        max_bytes: How many bytes of frames it holds at most (but always its newest
+            event).
+        lag_every: Keep the publish time of one event in that many (0: none).
     """
 
     __slots__ = (
@@ -151,10 +158,18 @@ class TopicLog:
     def append(
         self, event_id: str, prefix: bytes, suffix: bytes, *, published_at: float | None = None
     ) -> bytes:
-        """Add the event ``event_id`` (its frame cut where the id line goes) as the
-        newest, trim the log to its bounds, wake its subscribers; returns the frame
-        every single-topic subscriber sends. ``published_at``: when it was published
-        (`time.time()` seconds) if not now, for the lag samples."""
+        """Add an event as the newest, trim the log to its bounds, wake its subscribers.
+
+        Args:
+            event_id: The event's id (the backend's).
+            prefix: Its frame before the id line.
+            suffix: Its frame after the id line.
+            published_at: When it was published (`time.time()` seconds) if not now, for
+                the lag samples.
+
+        Returns:
+            The frame every single-topic subscriber sends.
+        """
         stored = frame_with_id(prefix, event_id, suffix)
         frame = stored[0]
         frames = self.frames
@@ -184,11 +199,15 @@ class TopicLog:
     ) -> BackfillOutcome:
         """Add events older than ``oldest`` (read back from a backend's store).
 
-        ``older``: ``(event_id, prefix, suffix)`` of each, newest first, the first being
-        the event right before ``oldest`` and each the one before the previous;
-        ``previous_id``: the id of the event before the last of them. With
-        ``trim_to_fit``, as many as the log's bytes allow are added; without, all of
-        them or none.
+        Args:
+            older: ``(event_id, prefix, suffix)`` of each, newest first: the first is the
+                event right before ``oldest``, each next one the event before it.
+            previous_id: The id of the event before the last of them.
+            trim_to_fit: True: as many as the log's bytes allow are added (the newest
+                of them); False: all of them or none.
+
+        Returns:
+            What was done (see `BackfillOutcome`).
         """
         stored: list[IdFrame] = []
         size = 0
@@ -250,9 +269,11 @@ class TopicLog:
         self.last_used = monotonic()
 
     def add_subscriber(self) -> None:
+        """A subscription holds this log now (the hub does not expire a held log)."""
         self.subscribers += 1
 
     def remove_subscriber(self) -> None:
+        """A subscription let go of this log."""
         self.subscribers -= 1
 
     # -- waiting ----------------------------------------------------------------------------
@@ -269,6 +290,7 @@ class TopicLog:
         self.waiters.add(waiter)
 
     def remove_waiter(self, waiter: anyio.Event) -> None:
+        """Forget ``waiter`` (its subscriber stopped waiting); no error if it is not here."""
         self.waiters.discard(waiter)
 
     def wake(self) -> None:

@@ -28,15 +28,19 @@ class MemoryBackend:
     """
 
     logs_are_the_store = True
+    """True: the hub's logs are where the topics live."""
     can_append_nowait = True
+    """True: `Hub.publish_nowait` works."""
 
     async def start(self, bounds: LogBounds) -> None:
-        pass
+        """Nothing to start: the logs bound themselves."""
 
     async def stop(self) -> None:
-        pass
+        """Nothing to stop: the logs stay with the hub, for when it runs again."""
 
     async def append(self, log: TopicLog, prefix: bytes, suffix: bytes) -> str:
+        """Add the event to ``log`` under the next ``<epoch>-<sequence>`` id and return
+        that id (see `HubBackend.append`); never raises."""
         return self.append_nowait(log, prefix, suffix)
 
     def append_nowait(self, log: TopicLog, prefix: bytes, suffix: bytes) -> str:
@@ -46,19 +50,24 @@ class MemoryBackend:
         return event_id
 
     async def close(self, log: TopicLog) -> None:
+        """Close ``log`` (`TopicLog.close`): the topic is this one log."""
         log.close()
 
     async def attach(self, log: TopicLog) -> None:
+        """Mark ``log`` attached: it holds every event of its topic already."""
         log.attach()
 
     def forget(self, log: TopicLog) -> None:
-        pass
+        """Nothing to stop feeding: the forgotten log and its events are gone."""
 
     async def locate(self, log: TopicLog, position: str) -> ResumePoint:
+        """Where ``position`` resumes, by arithmetic on the log's sequences: an id of
+        another epoch or from the future is ``unknown``, one older than the log holds
+        ``gone``, anything that is not a memory id ``malformed``."""
         return resolve_memory_id(log, position)
 
     async def available(self) -> None:
-        pass
+        """Return at once: memory is always available."""
 
 
 def resolve_memory_id(log: TopicLog, position: str) -> ResumePoint:

@@ -67,10 +67,21 @@ class HubStats:
 
 class HubObserver:
     """Hooks for metrics, called per publish and per subscription, never per event per
-    subscriber. Subclass and override what you need; every method does nothing here."""
+    subscriber. Subclass and override what you need; every method does nothing here.
+
+    Give it to the hub as ``observer=`` (or set `Hub.observer`). The hooks run in the
+    task that publishes, or in the subscriber's response: keep them quick, and do not
+    let them raise.
+    """
 
     def on_publish(self, topic: str, event_id: str, size: int) -> None:
-        """An event was appended to ``topic``'s log (``size`` bytes of frame)."""
+        """An event was published: the backend stored it.
+
+        Args:
+            topic: The topic it was published to.
+            event_id: Its id.
+            size: The bytes of its frame without the ``id:`` line.
+        """
 
     def on_subscribe(self, topics: tuple[str, ...], how: SubscriptionStart) -> None:
         """A subscription started, ``how`` it did (see `SubscriptionStart`)."""
@@ -81,8 +92,14 @@ class HubObserver:
     def on_end(
         self, topics: tuple[str, ...], reason: SubscriptionEnd, events: int, size: int
     ) -> None:
-        """A subscription ended for ``reason`` (see `SubscriptionEnd`) after delivering
-        ``events`` frames of ``size`` bytes in all."""
+        """A subscription ended (its response let go of it).
+
+        Args:
+            topics: Its topics.
+            reason: Why (see `SubscriptionEnd`).
+            events: The frames it delivered (priming frames and Resets included).
+            size: Their bytes, in all.
+        """
 
     lag_every: int = 0
     """Every how many events of a topic a delivery lag is measured (`on_lag`); 0: never.

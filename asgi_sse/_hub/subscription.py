@@ -35,8 +35,9 @@ class Subscription:
     """One client's stream of a hub's topics: an async iterator of frames (bytes).
 
     Made by `Hub.subscribe`. `EventSourceResponse` calls `prepare_stream` before it
-    answers, sends every frame that is ready in one write (`next_nowait`), and closes
-    the subscription when the response ends.
+    answers, sends every frame that is ready in one write (`next_ready`), and closes
+    the subscription when the response ends. Iterating it yourself works the same
+    way: each item is one complete frame, as bytes.
     """
 
     __slots__ = (
@@ -68,6 +69,7 @@ class Subscription:
 
     @property
     def topics(self) -> tuple[str, ...]:
+        """The topics followed, in the order given (none once closed)."""
         return tuple(topic.name for topic in self._topics)
 
     # -- resolving the client's position ---------------------------------------------------
@@ -80,6 +82,10 @@ class Subscription:
         When the backend cannot be reached, True: the response opens (keep-alives go
         out, a browser does not give up on an error status) and the id is resolved
         once the backend answers again.
+
+        Raises:
+            RuntimeError: the backend needs the hub entered first (Redis); the response
+                answers 500.
         """
         try:
             await self._resolve()
