@@ -5,6 +5,8 @@ that cleans up on disconnect and shutdown, an endpoint app and a middleware that
 into any ASGI framework, and a streaming test client (`asgi_sse.testing`).
 """
 
+# `import asgi_sse` has always made `asgi_sse.types` reachable (its layers imported it).
+from . import types as types
 from ._hub.backend import HubBackend
 from ._hub.hub import Hub
 from ._hub.memory import MemoryBackend

@@ -7,10 +7,10 @@ Must not import anything async, nor anything of the package but the close reason
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .state import CloseReason
+# At run time, not under TYPE_CHECKING: typing.get_type_hints(on_close) must resolve it.
+from .state import CloseReason
 
 __all__ = ("StreamObserver",)
 

@@ -23,14 +23,15 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, TypedDict, TypeVar
+from typing import TypedDict, TypeVar
 
 from .._protocol.events import BaseEvent
 from .._protocol.wire import ServerSentEvent
 
-if TYPE_CHECKING:
-    from .aliases import HeadersLike, PingEvent
-    from .observer import StreamObserver
+# At run time, not under TYPE_CHECKING: the TypedDicts are public (asgi_sse.types), and
+# typing.get_type_hints of them must resolve every option's type.
+from .aliases import HeadersLike, PingEvent
+from .observer import StreamObserver
 
 __all__ = (
     "DEFAULTS",
