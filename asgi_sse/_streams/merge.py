@@ -39,7 +39,16 @@ T4 = TypeVar("T4")
 
 
 class Merged(Generic[T]):
-    """The merged stream returned by `merge()`: ``async with merged: async for ...``."""
+    """The merged stream returned by `merge()` and `buffered()`: ``async with merged:
+    async for ...``.
+
+    Args:
+        sources: The streams to merge, each run in a task of its own once entered.
+        buffer: Items each source may run ahead of the consumer.
+
+    Raises:
+        ValueError: for a ``buffer`` that is not an int >= 0.
+    """
 
     __slots__ = ("_buffer", "_entered", "_error", "_receive", "_sources", "_task_group")
 
@@ -197,16 +206,24 @@ def merge(*streams: AsyncIterable[Any], buffer: int = 0) -> Merged[Any]:
     Use it as ``async with merge(a, b) as events: async for event in events: ...``, or
     pass it to `EventSourceResponse`, which enters it. Item types are kept: merging a
     stream of `Echo` with a stream of `ReverseEcho` gives ``Merged[Echo | ReverseEcho]``.
+    The merged stream ends when every source ended; leaving the block early cancels
+    the sources and runs their cleanup.
 
-    Each source runs in a task of its own and waits for the consumer once it is
-    ``buffer`` items ahead of it (0: each source hands over one item at a time). Items
-    that are ready together go out in one `send` (see `asgi_sse.types.ReadyItems`).
+    Args:
+        *streams: The sources; a source that is an async context manager (another
+            `merge()`) is entered in its task.
+        buffer: Items each source may run ahead of the consumer before it waits for it
+            (0: each source hands over one item at a time). Items that are ready
+            together go out in one `send` (see `asgi_sse.types.ReadyItems`).
+
+    Returns:
+        The merged stream, to enter with ``async with``.
 
     Raises:
-        ValueError: for a negative ``buffer``.
+        ValueError: for a ``buffer`` that is not an int >= 0.
         RuntimeError: when iterated without being entered, or entered twice.
-        Exception: the first exception raised by any source, unwrapped, after the other
-            sources were cancelled and closed.
+        Exception: the first exception raised by any source, unwrapped, from the
+            ``async with`` block, after the other sources were cancelled and closed.
     """
     return Merged(streams, buffer)
 
@@ -225,7 +242,16 @@ def buffered(stream: AsyncIterable[T], size: int = 64) -> Merged[T]:
     hub subscription) unbuffered. Use it like `merge()`: return it from a handler or pass
     it to `EventSourceResponse`, which enters it. Memory is bounded by ``size`` items.
 
+    Args:
+        stream: The stream to run ahead.
+        size: Items it may run ahead of the response (0: none, a hand-off per item).
+
+    Returns:
+        The buffered stream, to enter with ``async with`` (a one-source `merge()`).
+
     Raises:
-        ValueError: for a negative ``size``.
+        ValueError: for a ``size`` that is not an int >= 0.
+        RuntimeError: as `merge()` raises it.
+        Exception: what ``stream`` raises, from the ``async with`` block.
     """
     return Merged((stream,), size)

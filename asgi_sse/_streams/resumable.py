@@ -30,7 +30,16 @@ T = TypeVar("T")
 
 
 class ResumableMerge(Generic[T]):
-    """The merged stream returned by `resumable_merge()` (use it like `merge()`)."""
+    """The merged stream returned by `resumable_merge()` (use it like `merge()`).
+
+    Args:
+        sources: Each source's name -> ``start(last_id)``, which returns its stream.
+        last_event_id: The client's last event id: the cursor to resume from.
+        buffer: Items each source may run ahead of the consumer.
+
+    Raises:
+        ValueError: for no source, or a ``buffer`` that is not an int >= 0.
+    """
 
     __slots__ = ("_merged", "_positions", "_starts")
 
@@ -86,6 +95,7 @@ class ResumableMerge(Generic[T]):
         return self._with_cursor(key, item)
 
     async def aclose(self) -> None:
+        """Ask the merged stream to end (see `Merged.aclose`)."""
         await self._merged.aclose()
 
     def _with_cursor(self, key: str, item: T) -> T:
@@ -136,8 +146,21 @@ def resumable_merge(
     A malformed cursor starts every source afresh; a cursor that misses a source
     starts that one afresh. Otherwise it behaves like `merge()`.
 
+    Args:
+        sources: Each source's name -> its ``start`` function. The names never go on
+            the wire: a cursor holds a key derived from each.
+        last_event_id: The client's last event id (``request.last_event_id``); None
+            or empty: a first connection.
+        buffer: Items each source may run ahead of the consumer (as in `merge()`).
+
+    Returns:
+        The merged stream, to enter with ``async with`` (or hand to a response).
+
     Raises:
-        ValueError: no source, or a negative ``buffer``.
+        ValueError: no source, or a ``buffer`` that is not an int >= 0.
         InvalidEventError: while streaming, a source event's id cannot go into a cursor.
+        RuntimeError: as `merge()` raises it.
+        Exception: the first exception raised by a source (or its ``start``), as
+            `merge()` raises it.
     """
     return ResumableMerge(sources, last_event_id, buffer)
