@@ -40,36 +40,40 @@ _log = logging.getLogger("asgi_sse.redis")
 class RedisStreamsBackend:
     """A `Hub` backend on Redis Streams, for several workers and hosts.
 
-    ``redis`` is a URL (``redis://host:port/db``, ``rediss://`` for TLS,
-    ``unix:///path``) or an existing ``redis.asyncio.Redis`` client made with
-    ``decode_responses=False``. A client built from a URL never retries a command on
-    its own, so an interrupted publish is never appended twice; a client you pass
-    keeps its own retry policy.
+    asyncio only (redis's client does not run on trio). The options are checked here,
+    where the backend is made (often when the app is imported), not at a publish.
 
-    Options:
-
-    * ``prefix``: the start of every key (topic ``t`` is stream ``<prefix>t:t``).
-    * ``maxlen``: the length cap of each stream (approximate trimming); the hub's
-      ``history`` by default, so resume and `Reset` follow the same rule as in memory.
-    * ``expire_after``: seconds after its last publish that an idle topic's stream is
-      deleted by Redis (None, the default: never). A client resuming after that gets
-      a `Reset`.
-    * ``block``: seconds one ``XREAD`` blocks; well under the client's socket timeout.
-    * ``page_size``: entries per ``XREVRANGE`` page when a resume reads from Redis.
-    * ``read_count``: entries per topic per ``XREAD``.
-    * ``topics_per_reader``: topics one blocking connection reads; a process with
-      more opens another.
-    * ``reconnect_min``, ``reconnect_max``: the backoff between reconnect attempts
-      (doubling, with jitter, capped).
+    Args:
+        redis: A URL (``redis://host:port/db``, ``rediss://`` for TLS,
+            ``unix:///path``) or an existing ``redis.asyncio.Redis`` client made with
+            ``decode_responses=False``. A client built from a URL never retries a
+            command on its own, so an interrupted publish is never appended twice; a
+            client you pass keeps its own retry policy.
+        prefix: The start of every key (topic ``t`` is stream ``<prefix>t:t``).
+        maxlen: The length cap of each stream (approximate trimming); the hub's
+            ``history`` by default, so resume and `Reset` follow the same rule as in
+            memory.
+        expire_after: Seconds after its last publish that an idle topic's stream is
+            deleted by Redis (None, the default: never). A client resuming after that
+            gets a `Reset`.
+        block: Seconds one ``XREAD`` blocks; well under the client's socket timeout.
+        page_size: Entries per ``XREVRANGE`` page when a resume reads from Redis.
+        read_count: Entries per topic per ``XREAD``.
+        topics_per_reader: Topics one blocking connection reads; a process with more
+            opens another.
+        reconnect_min: The first wait before a reconnect attempt, in seconds (it
+            doubles, with jitter, per failed attempt).
+        reconnect_max: The cap of that wait.
 
     Raises:
-        ValueError: for an option out of range, or a client that decodes responses.
+        ValueError: for an option out of range, a URL redis cannot parse, or a client
+            that decodes responses or whose socket timeout is not well over ``block``.
     """
 
-    #: The logs are this process's copies of the streams, fed from `attach` on.
     logs_are_the_store = False
-    #: Every append is a round trip to Redis.
+    """False: the logs are this process's copies of the streams, fed from `attach` on."""
     can_append_nowait = False
+    """False: every append is a round trip to Redis (`Hub.publish_nowait` refuses)."""
 
     def __init__(
         self,
@@ -99,16 +103,25 @@ class RedisStreamsBackend:
         client = client_from_url(redis, block) if isinstance(redis, str) else redis
         check_client(client, block)
         self.prefix = prefix
+        """The start of every key."""
         self.maxlen = maxlen
+        """The length cap of each stream (None: the hub's ``history``)."""
         self.expire_after = expire_after
+        """Seconds after its last publish that an idle stream is deleted (None: never)."""
         self.block = block
+        """Seconds one ``XREAD`` blocks."""
         self.page_size = page_size
+        """Entries per ``XREVRANGE`` page when a resume reads from Redis."""
         self.read_count = read_count
+        """Entries per topic per ``XREAD``, as given (the hub's ``history`` caps it)."""
         self.topics_per_reader = topics_per_reader
+        """Topics one blocking connection reads."""
         self.reconnect_min = reconnect_min
+        """The first wait before a reconnect attempt, in seconds."""
         self.reconnect_max = reconnect_max
-        #: Gaps met: entries of a topic this process never saw (trimmed, or lost).
+        """The cap of the wait between reconnect attempts, in seconds."""
         self.gaps = 0
+        """Gaps met: entries of a topic this process never saw (trimmed, or lost)."""
         self._link = RedisLink(
             url, client, block=block, reconnect_min=reconnect_min, reconnect_max=reconnect_max
         )
@@ -139,6 +152,13 @@ class RedisStreamsBackend:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self, bounds: LogBounds) -> None:
+        """Check that Redis answers and start the readers' task group; the streams are
+        capped at ``bounds.max_events`` unless ``maxlen`` is given.
+
+        Raises:
+            RuntimeError: not on asyncio.
+            HubUnavailable: Redis cannot be reached (the app must not start).
+        """
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -172,6 +192,8 @@ class RedisStreamsBackend:
         await started.wait()
 
     async def stop(self) -> None:
+        """Stop the readers, let go whoever waits for Redis, delete this process's wake
+        streams, and make a fresh client from the URL (the hub may start again)."""
         self._running = False  # first: a resume waiting for a reader ends
         group, self._group = self._group, None
         host, self._host = self._host, None
@@ -199,12 +221,36 @@ class RedisStreamsBackend:
     # -- publishing -----------------------------------------------------------------------
 
     async def append(self, log: TopicLog, prefix: bytes, suffix: bytes) -> str:
+        """Append the event to its topic's stream in one server-side script, which
+        returns the new entry's id (see `HubBackend.append`). The event reaches the
+        logs of every process that follows the topic through its reader.
+
+        Raises:
+            TopicClosed: the topic was closed (in any process).
+            HubUnavailable: Redis cannot be reached; nothing was appended.
+            RuntimeError: the hub was not entered.
+            redis.exceptions.ResponseError: Redis refused the script otherwise (the key
+                holds something that is not a stream, for one).
+        """
         return await self._run_script(log, prefix, suffix, close=False)
 
     def append_nowait(self, log: TopicLog, prefix: bytes, suffix: bytes) -> str:
+        """Never called: `can_append_nowait` is False.
+
+        Raises:
+            NotImplementedError: always; every append is a round trip to Redis.
+        """
         raise NotImplementedError("RedisStreamsBackend appends asynchronously only")
 
     async def close(self, log: TopicLog) -> None:
+        """Append the topic's close marker (once: closing a closed topic does nothing);
+        every process's log of the topic closes when its reader reads it.
+
+        Raises:
+            HubUnavailable: Redis cannot be reached.
+            RuntimeError: the hub was not entered.
+            redis.exceptions.ResponseError: Redis refused the script otherwise.
+        """
         with contextlib.suppress(TopicClosed):
             await self._run_script(log, b"", b"", close=True)
 
@@ -227,6 +273,13 @@ class RedisStreamsBackend:
     # -- following topics -----------------------------------------------------------------
 
     async def attach(self, log: TopicLog) -> None:
+        """Read the stream's newest id and hand the log to a reader, which feeds it
+        every entry after that one.
+
+        Raises:
+            HubUnavailable: Redis cannot be reached.
+            RuntimeError: the hub was not entered.
+        """
         key = self._key(log)
         async with self._link.errors():
             newest: Any = await self._link.client.xrevrange(key, count=1)
@@ -241,6 +294,7 @@ class RedisStreamsBackend:
         await reader.add(key, log, after)
 
     def forget(self, log: TopicLog) -> None:
+        """Stop reading the log's stream (its reader drops it) and detach the log."""
         key = self._key(log)
         reader = self._reader_of.pop(key, None)
         if reader is not None:
@@ -270,9 +324,20 @@ class RedisStreamsBackend:
     # -- resuming, faults -------------------------------------------------------------------
 
     async def locate(self, log: TopicLog, position: str) -> ResumePoint:
+        """Where a client at ``position`` resumes: in the log; older, read back from
+        Redis into the log, link by link (``gone`` if a link is broken or the log has
+        no room); newer than this process's reader, once the reader has it; an id
+        Redis never had is ``unknown``, one that is not a Redis id ``malformed``.
+
+        Raises:
+            HubUnavailable: Redis cannot be reached, or the hub stopped while waiting
+                for the reader.
+        """
         return await self._locator.locate(log, position)
 
     async def available(self) -> None:
+        """Return once Redis answers again, probing it with backoff (at once if it
+        answers, or if the backend is stopping)."""
         await self._link.wait_up(self._group)
 
     def _key(self, log: TopicLog) -> bytes:
