@@ -76,6 +76,11 @@ def test_the_site_has_its_pages(site: Path) -> None:
     assert "sse-starlette" in performance
 
 
+def test_the_site_publishes_no_tool_config(site: Path) -> None:
+    # docs/ holds ruff.toml files for its example and hook code: not pages.
+    assert not sorted(str(p.relative_to(site)) for p in site.rglob("*.toml"))
+
+
 @pytest.mark.parametrize("module", PUBLIC_MODULES)
 def test_the_reference_shows_every_public_name(site: Path, module: str) -> None:
     html = reference_page(site, module)
