@@ -1,12 +1,14 @@
 """A typed event-stream client: the server's pydantic events back out, with the
 browser's reconnect rules.
 
-Needs ``httpx`` (``pip install 'asgi-sse[client]'``)::
+Needs ``httpx`` (``pip install 'asgi-sse[client]'``):
 
-    async with EventSource(url, events=(Echo, ReverseEcho), client=http) as source:
-        async for event in source:  # Echo | ReverseEcho | Reset | ParsedEvent
-            ...
-        source.last_event_id
+```python
+async with EventSource(url, events=(Echo, ReverseEcho), client=http) as source:
+    async for event in source:  # Echo | ReverseEcho | Reset | ParsedEvent
+        ...
+    source.last_event_id
+```
 
 What it does, as a browser's ``EventSource`` does (WHATWG HTML 9.2): sends
 ``Accept: text/event-stream`` and ``Cache-Control: no-store``; sends ``Last-Event-ID``

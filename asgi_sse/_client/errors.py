@@ -18,30 +18,48 @@ __all__ = ("EventSourceError", "InvalidEventData", "UnknownEvent")
 
 class EventSourceError(SSEError):
     """The server answered something that is not an event stream (a status other than
-    200 or 204, or another content type): the stream will not reconnect.
+    200 or 204, or another content type): the stream will not reconnect. Also raised
+    for a ``reconnect_on`` status that was the last failure ``max_retries`` allowed.
 
-    ``response`` is that response (closed), ``body`` the start of its body (up to
-    64 KiB)."""
+    Args:
+        message: What was answered, and where.
+        response: That response.
+        body: The start of its body.
+    """
 
     def __init__(self, message: str, response: httpx.Response, body: bytes = b"") -> None:
         super().__init__(message)
         self.response = response
+        """The response (closed by the time the error is seen)."""
         self.body = body
+        """The start of its body, decoded as httpx decodes it (up to 64 KiB; empty for a
+        ``reconnect_on`` status)."""
 
 
 class InvalidEventData(SSEError, ValueError):
-    """A frame named a known event class but its data does not validate as that class.
+    """A frame named a known event class but its data does not validate as that class
+    (with ``on_invalid="raise"``, the default); ``__cause__`` is pydantic's error.
 
-    ``event`` is the frame as parsed; ``__cause__`` is pydantic's error."""
+    Args:
+        message: Which event, and why.
+        event: The frame as parsed.
+    """
 
     def __init__(self, message: str, event: ParsedEvent) -> None:
         super().__init__(message)
         self.event = event
+        """The frame as parsed."""
 
 
 class UnknownEvent(SSEError):
-    """A frame named no event class given (``on_unknown="raise"``); ``event`` is it."""
+    """A frame named no event class given (with ``on_unknown="raise"``).
+
+    Args:
+        message: Which event name.
+        event: The frame as parsed.
+    """
 
     def __init__(self, message: str, event: ParsedEvent) -> None:
         super().__init__(message)
         self.event = event
+        """The frame as parsed."""

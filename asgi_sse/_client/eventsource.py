@@ -57,17 +57,60 @@ class EventSource(Generic[T]):
     (matched by their event name), `Reset` (the hub's), or `ParsedEvent` for a name no
     class has (``on_unknown="raise"``: `UnknownEvent` instead). Data that does not
     validate raises `InvalidEventData` naming the event (``on_invalid="raw"``: the
-    `ParsedEvent` comes out instead).
+    `ParsedEvent` comes out instead). A 204 No Content ends the iteration cleanly.
 
-    Options: ``client`` (an ``httpx.AsyncClient``; one is made and closed if None),
-    ``method``, ``headers``, ``content`` or ``json`` (a request body: the stream is only
-    sent again if ``resend``), ``last_event_id`` (to resume from), ``retry`` (the
-    reconnection delay until the server sets one, seconds), ``max_delay`` (the backoff's
-    cap), ``read_timeout`` (seconds of silence that mean a dead connection; longer than
-    the server's keep-alive; None: never), ``connect_timeout``, ``reconnect_on``
-    (statuses that reconnect instead of failing), ``max_retries`` (consecutive failures
-    before the last error is raised; None: never give up), and ``sleep`` and ``jitter``
-    (the clock and the randomness, for tests).
+    Args:
+        url: The stream's URL (relative to the client's ``base_url``, if it has one).
+        events: The event classes to decode into, matched by event name.
+        client: The ``httpx.AsyncClient`` to send with; None: one is made when the
+            source is entered, and closed when it is left.
+        method: The HTTP method.
+        headers: Request headers, sent on every connection; they override the
+            browser's (``Accept``, ``Cache-Control``, ``Last-Event-ID``).
+        content: A request body; a stream with a body is sent again only with
+            ``resend``.
+        json: A request body, as JSON (not with ``content``).
+        resend: Send a stream with a body again when it reconnects (a POST may not be
+            idempotent: by default the iteration ends instead).
+        last_event_id: The id to resume after, sent as ``Last-Event-ID``.
+        retry: The reconnection delay in seconds, until the server sets one.
+        max_delay: The cap of the backoff between consecutive failures, in seconds.
+        read_timeout: Seconds of silence (not even a keep-alive) that mean a dead
+            connection, which reconnects; longer than the server's keep-alive. None:
+            never.
+        connect_timeout: Seconds to connect (and to read a refused response's body).
+        reconnect_on: Statuses that reconnect (after their ``Retry-After``) instead of
+            failing.
+        max_retries: Consecutive failures that reconnect; the next one ends the
+            iteration, raising its error (a body that just ended raises nothing).
+            None: never give up.
+        on_unknown: A frame whose event name no class has: ``"raw"`` gives its
+            `ParsedEvent`, ``"raise"`` raises `UnknownEvent`.
+        on_invalid: Data that does not validate as its class: ``"raise"`` raises
+            `InvalidEventData`, ``"raw"`` gives the `ParsedEvent`.
+        sleep: The clock of the reconnection waits (for tests).
+        jitter: The randomness of the backoff, a number in [0, 1) (for tests).
+
+    Raises:
+        ValueError: at construction, for a ``retry`` that is negative or above
+            ``max_delay``, a ``read_timeout`` that is not positive, a negative
+            ``max_retries``, an unknown ``on_unknown`` or ``on_invalid``, or both
+            ``content`` and ``json``.
+        TypeError: at construction, for an ``events`` entry that is not a `BaseEvent`
+            subclass.
+        EventSourceError: while iterating, when the server answers something that is
+            not an event stream (a status other than 200 and 204 that is not in
+            ``reconnect_on``, or another content type), or when a ``reconnect_on``
+            status was the last failure allowed.
+        InvalidEventData: while iterating, for data that does not validate (with
+            ``on_invalid="raise"``).
+        UnknownEvent: while iterating, for an event name no class has (with
+            ``on_unknown="raise"``).
+        httpx.TransportError: while iterating, when a network error was the last
+            failure allowed (past ``max_retries``, or a stream with a body that is not
+            sent again).
+        TimeoutError: likewise, when no response, or nothing at all, arrived in time.
+        RuntimeError: when iterated without ``async with`` and without a ``client``.
     """
 
     @overload
@@ -160,32 +203,44 @@ class EventSource(Generic[T]):
             json=json,
         )
         self.url = httpx.URL(url)
+        """The stream's URL."""
         self._classes = event_classes(events)
         self._client = client
         self._owns_client = client is None
         self.method = method.upper()
+        """The HTTP method, upper case."""
         self._headers = dict(headers or {})
         self._content = content
         self._json = json
         self.resend = resend
-        #: The last event id (what the next connection sends as ``Last-Event-ID``).
+        """Whether a stream with a body is sent again when it reconnects."""
         self.last_event_id = last_event_id
-        #: The reconnection delay in seconds (the server's ``retry:`` once it sent one).
+        """The last event id (what the next connection sends as ``Last-Event-ID``): that
+        of the last event taken, so a consumer may save it and resume without a loss."""
         self.retry = retry
+        """The reconnection delay in seconds (the server's ``retry:`` once it sent one)."""
         self.max_delay = max_delay
+        """The cap of the backoff, in seconds."""
         self.read_timeout = read_timeout
+        """Seconds of silence that mean a dead connection (None: never)."""
         self.connect_timeout = connect_timeout
+        """Seconds to connect."""
         self.reconnect_on = frozenset(reconnect_on)
+        """Statuses that reconnect instead of failing."""
         self.max_retries = max_retries
+        """Consecutive failures that reconnect (None: no limit)."""
         self.on_unknown = on_unknown
+        """What an event name no class has gives: ``raw`` or ``raise``."""
         self.on_invalid = on_invalid
+        """What data that does not validate gives: ``raise`` or ``raw``."""
         self._sleep = sleep
         self._jitter = jitter
-        #: Connections made so far, and consecutive failures now.
         self.connections = 0
+        """Connections attempted so far."""
         self.failures = 0
-        #: The current (or last) response.
+        """Consecutive failures now (an event arriving resets it)."""
         self.response: httpx.Response | None = None
+        """The current (or last) response; None before the first."""
         self._body: Body | None = None  # the response's, while connected
         self._inbox = Inbox(last_event_id)
         self._wait_before: float | None = None  # seconds to wait before connecting
@@ -209,7 +264,8 @@ class EventSource(Generic[T]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection (and the client, if this source made it)."""
+        """Close the connection (and the client, if this source made it); no connection
+        is made after this (events received already are still handed out). Idempotent."""
         self._ended = True
         await self._disconnect()
         if self._owns_client and self._client is not None:
