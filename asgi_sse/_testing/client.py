@@ -30,18 +30,30 @@ E = TypeVar("E", bound=BaseEvent[Any])
 
 
 class TestStream:
-    """One streaming response of an app under test. Made by `connect()`."""
+    """One streaming response of an app under test. Made by `connect()`.
+
+    ``async for event in stream`` yields the events (`ParsedEvent`) until the response
+    ends, with no timeout. Every wait method takes a ``timeout`` in seconds, so that a
+    test that waits for what never comes fails instead of hanging.
+    """
 
     __test__ = False  # not a pytest test class
 
     def __init__(self) -> None:
         self.status: int | None = None
+        """The response status, once its headers were sent."""
         self.headers: list[tuple[str, str]] = []
+        """The response headers, names lower case, in order (see `header`)."""
         self.messages: list[ASGISendEvent] = []
+        """Every ASGI message the app sent, in order."""
         self.comments: list[str] = []
-        self.complete = False  # the final `more_body=False` body was sent
-        self.finished = False  # the app returned (or raised)
+        """The text of every comment line received (keep-alives), in order."""
+        self.complete = False
+        """The final body (``more_body=False``) was sent."""
+        self.finished = False
+        """The app returned (or raised)."""
         self.exception: BaseException | None = None
+        """What the app raised, if it did."""
         self._items: deque[ParsedEvent | Comment] = deque()
         self._parser = EventStreamParser()
         self._changed = anyio.Event()
@@ -63,7 +75,12 @@ class TestStream:
         return self._parser.last_event_id
 
     async def wait_started(self, timeout: float = 5.0) -> None:
-        """Wait for the response headers."""
+        """Wait for the response headers.
+
+        Raises:
+            TimeoutError: when they do not come within ``timeout`` seconds.
+            StreamClosed: when the app finished without sending a response.
+        """
         await self._wait(lambda: self.status is not None or self.finished, timeout)
         if self.status is None:
             raise StreamClosed("the app finished without sending a response")
@@ -79,14 +96,18 @@ class TestStream:
     ) -> ParsedEvent | E:
         """The next dispatched event (comments skip into `comments`).
 
-        With ``event_type`` (a `BaseEvent` subclass) the event is checked to carry that
-        class's event name and decoded into it.
+        Args:
+            event_type: A `BaseEvent` subclass: the event is checked to carry that
+                class's event name and decoded into it. None: the `ParsedEvent`.
+            timeout: Seconds to wait for each item at most.
 
         Raises:
             TimeoutError: when nothing arrives within ``timeout`` seconds.
             StreamClosed: when the response ends first.
             AssertionError: when the event name is not the expected one (raised, not
                 asserted: it holds under ``python -O`` too).
+            pydantic.ValidationError: when the data does not validate as
+                ``event_type``.
         """
         while True:
             item = await self.next_item(timeout=timeout)
@@ -105,7 +126,12 @@ class TestStream:
         return event_type.decode(item.data, id=item.id or None)
 
     async def next_item(self, *, timeout: float = 5.0) -> ParsedEvent | Comment:
-        """The next event or comment, in stream order."""
+        """The next event or comment, in stream order.
+
+        Raises:
+            TimeoutError: when nothing arrives within ``timeout`` seconds.
+            StreamClosed: when the response ends first.
+        """
         await self._wait(lambda: bool(self._items) or self.complete or self.finished, timeout)
         if self._items:
             return self._items.popleft()
@@ -114,11 +140,20 @@ class TestStream:
         )
 
     async def events(self, count: int, *, timeout: float = 5.0) -> list[ParsedEvent]:
-        """The next ``count`` events."""
+        """The next ``count`` events.
+
+        Raises:
+            TimeoutError: when one of them does not arrive within ``timeout`` seconds.
+            StreamClosed: when the response ends first.
+        """
         return [await self.next_event(timeout=timeout) for _ in range(count)]
 
     def json(self, event: ParsedEvent) -> Any:
-        """`event.data` parsed as JSON."""
+        """``event.data`` parsed as JSON.
+
+        Raises:
+            json.JSONDecodeError: (a `ValueError`) when it is not JSON.
+        """
         return json.loads(event.data)
 
     async def __aiter__(self) -> AsyncIterator[ParsedEvent]:
@@ -131,12 +166,22 @@ class TestStream:
     # -- acting -------------------------------------------------------------------
 
     async def disconnect(self, *, timeout: float = 5.0) -> None:
-        """Leave like a browser closing the tab, and wait for the app to finish."""
+        """Leave like a browser closing the tab, and wait for the app to finish: its
+        ``receive()`` says ``http.disconnect``, its next ``send`` raises `OSError`
+        (ASGI 2.4).
+
+        Raises:
+            TimeoutError: when the app does not finish within ``timeout`` seconds.
+        """
         self._leave()
         await self.wait_finished(timeout=timeout)
 
     async def wait_finished(self, *, timeout: float = 5.0) -> None:
-        """Wait for the app to return (raises TimeoutError if it does not)."""
+        """Wait for the app to return (or raise).
+
+        Raises:
+            TimeoutError: when it does not within ``timeout`` seconds.
+        """
         await self._wait(lambda: self.finished, timeout)
 
     def freeze(self) -> None:
@@ -144,6 +189,7 @@ class TestStream:
         self._unfrozen = anyio.Event()
 
     def unfreeze(self) -> None:
+        """Read again: the blocked `send` goes on (undoes `freeze`)."""
         self._unfrozen.set()
 
     # -- the ASGI side ------------------------------------------------------------
@@ -207,12 +253,34 @@ async def connect(
 ) -> AsyncIterator[TestStream]:
     """Open an event stream to ``app`` in-process and yield a `TestStream`.
 
-    Leaving the block disconnects (if the app still runs) and waits up to
-    ``finish_timeout`` seconds for the app to return; an exception the app raised is
-    re-raised there unless ``raise_app_exceptions`` is false.
+    The app runs in a task beside the test (in a task group the block enters), as
+    under a server speaking ASGI 3.0 (HTTP spec 2.4) at ``http://testserver``. Leaving
+    the block disconnects (if the app still runs) and waits up to ``finish_timeout``
+    seconds for the app to return; an exception the app raised is re-raised there
+    unless ``raise_app_exceptions`` is false.
+
+    Args:
+        app: Any ASGI application.
+        path: The path, with its query string if any (``/events?topic=a``).
+        method: The HTTP method.
+        headers: Request headers (a mapping, or pairs for repeated names).
+        body: The whole request body.
+        last_event_id: Sent as the ``Last-Event-ID`` header (UTF-8, as a browser
+            sends it).
+        root_path: Where the app is mounted; the scope's paths include it.
+        scope_extra: Keys added to (or replacing) the scope's.
+        finish_timeout: Seconds the app has to finish once the block is left.
+        raise_app_exceptions: False: what the app raised is only kept, in
+            `TestStream.exception`.
+
+    Yields:
+        The response, as it streams.
 
     Raises:
         TimeoutError: when the app does not finish after the disconnect.
+        Exception: what the app raised, when the block is left (unless
+            ``raise_app_exceptions`` is false); an exception raised in the block
+            itself comes out first, as itself.
     """
     scope = _request_scope(path, method, headers, last_event_id, root_path, scope_extra)
     stream = TestStream()

@@ -113,13 +113,13 @@ class _Body(httpx.AsyncByteStream):
 class ASGIStreamTransport(httpx.AsyncBaseTransport):
     """An httpx transport to an ASGI app in this process, whose response bodies stream.
 
-    ::
-
-        transport = ASGIStreamTransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            async with c.stream("GET", "/events") as response:
-                async for line in response.aiter_lines():  # an endless stream, in-process
-                    ...
+    ```python
+    transport = ASGIStreamTransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        async with c.stream("GET", "/events") as response:
+            async for line in response.aiter_lines():  # an endless stream, in-process
+                ...
+    ```
 
     Use the client as an async context manager: the apps run in the transport's task
     group, which lives as long as the client. Closing a response is the client's
@@ -128,6 +128,15 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
     response started) or at the end of the body (after), unless
     ``raise_app_exceptions`` is false. No lifespan is run: enter your app's resources
     (a `Hub`) yourself.
+
+    Args:
+        app: Any ASGI application.
+        root_path: Where the app is mounted; the scope's paths include it.
+        client: The ``(host, port)`` the app sees as its client.
+        raise_app_exceptions: False: an app's exception is not raised; a request
+            whose app raised before answering gets a 500 instead.
+        finish_timeout: Seconds an app has to finish once its client left (or the
+            transport closes) before it is cancelled.
     """
 
     def __init__(
@@ -140,10 +149,15 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
         finish_timeout: float = 5.0,
     ) -> None:
         self.app = app
+        """The application the requests go to."""
         self.root_path = root_path
+        """Where the app is mounted."""
         self.client = client
+        """The ``(host, port)`` the app sees as its client."""
         self.raise_app_exceptions = raise_app_exceptions
+        """Whether an app's exception is raised to the client code."""
         self.finish_timeout = finish_timeout
+        """Seconds an app has to finish once its client left."""
         self._group: anyio.abc.TaskGroup | None = None
         self._running: set[_Exchange] = set()
 
@@ -180,9 +194,20 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
             raise
 
     async def aclose(self) -> None:
+        """Disconnect every response still open, give their apps ``finish_timeout``
+        seconds to finish, cancel the rest (httpx calls it when the client closes)."""
         await self.__aexit__()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Start the app on ``request`` and return the response once its headers came
+        (httpx calls it); the body streams as the app sends it.
+
+        Raises:
+            RuntimeError: the client was not entered (``async with``), so the
+                transport has no task group to run the app in.
+            Exception: what the app raised before it answered (unless
+                ``raise_app_exceptions`` is false).
+        """
         group = self._group
         if group is None:
             raise RuntimeError(
