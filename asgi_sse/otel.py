@@ -1,12 +1,14 @@
 """OpenTelemetry metrics for event streams, hubs and the Redis backend.
 
 Needs ``opentelemetry-api`` only (``pip install 'asgi-sse[otel]'``); the SDK (or any
-other implementation) is the application's choice, as OpenTelemetry intends::
+other implementation) is the application's choice, as OpenTelemetry intends:
 
-    metrics = SSEMetrics()                    # the global MeterProvider
-    hub = Hub(observer=metrics)               # or metrics.instrument_hub(hub)
-    app = SSEEndpoint(handler, observer=metrics)
-    metrics.instrument_backend(backend)       # a RedisStreamsBackend's reconnects, gaps
+```python
+metrics = SSEMetrics()                    # the global MeterProvider
+hub = Hub(observer=metrics)               # or metrics.instrument_hub(hub)
+app = SSEEndpoint(handler, observer=metrics)
+metrics.instrument_backend(backend)       # a RedisStreamsBackend's reconnects, gaps
+```
 
 `SSEMetrics` is a `StreamObserver` and a `HubObserver`: it is called when a response
 opens and closes and per publish and per subscription, never per event per subscriber

@@ -50,17 +50,24 @@ def asyncapi(
 ) -> dict[str, Any]:
     """An AsyncAPI 3.0 document of an app's event streams.
 
-    ``streams`` maps each path to the classes its stream sends (add `asgi_sse.Reset`
-    for a hub's stream); ``servers`` maps a name to a URL (``http://127.0.0.1:8000``).
     Every class is a message (``name`` its event name, the payload its data's schema,
     the docstring its description, the model's examples its examples, and the SSE
     fields - ``event``, ``id``, ``retry`` - its headers); every path is a channel and a
     ``send`` operation (the app sends, the client receives).
 
+    Args:
+        streams: Each path -> the classes its stream sends (add `asgi_sse.Reset` for a
+            hub's stream).
+        title: The document's ``info.title``.
+        version: The document's ``info.version``: your API's, not AsyncAPI's.
+        description: The document's ``info.description``, if any.
+        servers: A name -> a URL (``http://127.0.0.1:8000``), if any.
+
     Raises:
-        TypeError, ValueError: as `stream_schema`; ValueError too for two classes sent
-            under one event name in the app, two paths that make one channel key, or a
-            server that is not a URL.
+        TypeError: a class that is not a `BaseEvent` (as `stream_schema`).
+        ValueError: a path with no class, two classes sent under one event name (on
+            one path or in the app), two paths that make one channel key, or a server
+            that is not a URL.
     """
     per_path, by_key = _classes_of(streams)
     payloads, definitions = payload_schemas(list(by_key.values()), "#/components/schemas/{model}")

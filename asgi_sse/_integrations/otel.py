@@ -30,11 +30,19 @@ RouteLabeler = Mapping[str, str] | Callable[[Mapping[str, Any]], "str | None"]
 class SSEMetrics(StreamObserver, HubObserver):
     """OpenTelemetry instruments fed by the response and hub hooks (see the module).
 
-    ``meter_provider``: where the instruments come from (the global one by default).
-    ``topics``: topic name -> label (``topic`` attribute) for the hub's instruments;
-    ``routes``: ``scope["path"]`` -> label, or a function of the scope (``route``
-    attribute) for the connections'. ``lag_every``: one event in that many of each
-    topic has its delivery lag measured (0: none).
+    Args:
+        meter_provider: Where the instruments come from (the global one by default).
+        topics: Topic name -> label (the ``topic`` attribute of the hub's
+            instruments), as a mapping or a function (None: no label); a
+            subscription to several topics gets their labels joined by commas.
+        routes: ``scope["path"]`` -> label (the ``route`` attribute of the
+            connections' instruments), as a mapping, or a function of the whole scope
+            (None: no label).
+        lag_every: One event in that many of each topic has its delivery lag measured
+            (0: none).
+
+    Raises:
+        ValueError: for a ``lag_every`` that is not an int >= 0.
     """
 
     def __init__(
@@ -48,6 +56,7 @@ class SSEMetrics(StreamObserver, HubObserver):
         if isinstance(lag_every, bool) or not isinstance(lag_every, int) or lag_every < 0:
             raise ValueError(f"lag_every must be an int >= 0, got {lag_every!r}")
         self.lag_every = lag_every
+        """One event in that many of each topic has its delivery lag measured."""
         self._topics = topics
         self._routes = routes
         meter = otel_metrics.get_meter("asgi_sse", __version__, meter_provider=meter_provider)
@@ -124,6 +133,7 @@ class SSEMetrics(StreamObserver, HubObserver):
     # -- responses (StreamObserver) -------------------------------------------------------
 
     def on_open(self, scope: Mapping[str, Any]) -> None:
+        """Count an open connection (``connections.open``)."""
         self._open.add(1, self._route_attributes(scope))
 
     def on_close(
@@ -134,6 +144,8 @@ class SSEMetrics(StreamObserver, HubObserver):
         size: int,
         seconds: float,
     ) -> None:
+        """Record a connection's end: ``connections.open`` down, ``connections.closed``
+        by reason, ``connection.duration``, ``events.sent`` and ``bytes.sent``."""
         attributes = self._route_attributes(scope)
         self._open.add(-1, attributes)
         self._closed.add(1, {**attributes, "reason": reason})
@@ -146,29 +158,39 @@ class SSEMetrics(StreamObserver, HubObserver):
     # -- hubs (HubObserver) ---------------------------------------------------------------
 
     def on_publish(self, topic: str, event_id: str, size: int) -> None:
+        """Count a publish (``hub.published``, ``hub.published.size``)."""
         attributes = self._topic_attributes((topic,))
         self._published.add(1, attributes)
         self._published_size.add(size, attributes)
 
     def on_subscribe(self, topics: tuple[str, ...], how: SubscriptionStart) -> None:
+        """Count a subscription, by how it started (``hub.subscriptions``)."""
         self._subscriptions.add(1, {**self._topic_attributes(topics), "how": how})
 
     def on_reset(self, topics: tuple[str, ...], reason: ResetReason) -> None:
+        """Count a `Reset`, by reason (``hub.resets``)."""
         self._resets.add(1, {**self._topic_attributes(topics), "reason": reason})
 
     def on_end(
         self, topics: tuple[str, ...], reason: SubscriptionEnd, events: int, size: int
     ) -> None:
+        """Count a subscription's end, by reason (``hub.subscriptions.ended``)."""
         self._ended.add(1, {**self._topic_attributes(topics), "reason": reason})
 
     def on_lag(self, topic: str, seconds: float) -> None:
+        """Record a sampled delivery lag (``hub.delivery_lag``; a negative one, from
+        clocks apart, as 0)."""
         self._lag.record(max(0.0, seconds), self._topic_attributes((topic,)))
 
     # -- observed instruments -------------------------------------------------------------
 
     def instrument_hub(self, hub: Hub) -> Hub:
         """Make this the hub's observer and observe its live counters (subscribers,
-        topics, delivered events and bytes); returns the hub."""
+        topics, delivered events and bytes), summed over every hub instrumented.
+
+        Returns:
+            ``hub``.
+        """
         hub.observer = self
         self._hubs.append(hub)
         if not self._hub_instruments:
@@ -209,7 +231,14 @@ class SSEMetrics(StreamObserver, HubObserver):
 
     def instrument_backend(self, backend: Any) -> Any:
         """Observe a backend's ``reconnects`` and ``gaps`` counters (the Redis Streams
-        backend has them); returns the backend."""
+        backend has them), summed over every backend instrumented.
+
+        Returns:
+            ``backend``.
+
+        Raises:
+            TypeError: the backend has no int ``reconnects`` or ``gaps``.
+        """
         for name in ("reconnects", "gaps"):
             if not isinstance(getattr(backend, name, None), int):
                 raise TypeError(f"{type(backend).__name__} has no {name} counter")

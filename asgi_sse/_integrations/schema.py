@@ -142,7 +142,11 @@ def _frame(cls: type[BaseEvent[Any]], payload: JsonSchemaValue) -> JsonSchemaVal
 def event_schema(cls: type[BaseEvent[Any]]) -> JsonSchemaValue:
     """The JSON Schema (2020-12) of one event class's frames, as a client parses them:
     ``event`` fixed to its name, ``id``, ``retry``, and ``data`` a string of JSON whose
-    ``contentSchema`` is the payload's."""
+    ``contentSchema`` is the payload's (as sent: pydantic's serialization schema).
+
+    Raises:
+        TypeError: ``cls`` is not a `BaseEvent` subclass.
+    """
     return stream_schema(cls)
 
 
@@ -151,6 +155,10 @@ def stream_schema(*classes: type[BaseEvent[Any]], title: str | None = None) -> J
     apart by ``event``. Include `asgi_sse.Reset` when the stream is a hub's (it can
     send one). Shared definitions are under ``$defs``; the schema has an ``$id`` of
     its own, so that its references resolve inside it wherever it is embedded.
+
+    Args:
+        *classes: The event classes the stream sends (one given twice counts once).
+        title: The schema's ``title``, if any.
 
     Raises:
         TypeError: a class that is not a `BaseEvent`.
@@ -181,7 +189,16 @@ def openapi_response(
     """The OpenAPI 3.1/3.2 Response Object of a route that streams ``classes``:
     ``text/event-stream`` content whose ``itemSchema`` (OpenAPI 3.2: the schema of each
     event) is `stream_schema`. For FastAPI: ``@app.get(path, responses={200:
-    openapi_response(Echo)})``."""
+    openapi_response(Echo)})``.
+
+    Args:
+        *classes: The event classes the route streams.
+        description: The response's ``description``.
+
+    Raises:
+        TypeError: a class that is not a `BaseEvent`.
+        ValueError: no class, or two classes sent under one event name.
+    """
     return {
         "description": description,
         "content": {"text/event-stream": {"itemSchema": stream_schema(*classes)}},
@@ -202,6 +219,18 @@ def add_stream_responses(
     The recipe for any framework that produces an OpenAPI dict: FastAPI
     (``app.openapi()``), Starlette (``SchemaGenerator.get_schema(routes)``), Litestar
     (``app.openapi_schema.to_schema()``).
+
+    Args:
+        document: The OpenAPI document, changed in place.
+        streams: Each path -> the event classes its stream sends.
+        method: The operation documented, in any case.
+
+    Returns:
+        ``document``.
+
+    Raises:
+        TypeError: a class that is not a `BaseEvent`.
+        ValueError: a path with no class, or two classes sent under one event name.
     """
     paths = document.setdefault("paths", {})
     for path, classes in streams.items():
