@@ -157,7 +157,7 @@ class Subscription:
         Raises:
             anyio.WouldBlock: nothing is ready.
             StopAsyncIteration: the subscription ended (topics closed and drained, the
-                hub stopped, an overflow under the ``disconnect`` policy).
+                hub stopped, an overflow under the ``disconnect`` policy, `drop`).
         """
         frame = self.next_ready()
         if frame is None:

@@ -129,7 +129,8 @@ class BaseEvent(BaseModel, Generic[T]):
 
         The same bytes as ``cls(data=data, id=id, retry=retry).encode()``, with the same
         checks, for hot paths (a broadcast loop, a token stream): `data` is validated
-        against the payload type unless it already is an instance of exactly that type.
+        against the payload type, unless the payload type is a pydantic model and
+        `data` an instance of exactly that class (which pydantic would not revalidate).
 
         Raises:
             pydantic.ValidationError: when `data` does not match the payload type.
