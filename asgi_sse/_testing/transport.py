@@ -113,14 +113,6 @@ class _Body(httpx.AsyncByteStream):
 class ASGIStreamTransport(httpx.AsyncBaseTransport):
     """An httpx transport to an ASGI app in this process, whose response bodies stream.
 
-    ```python
-    transport = ASGIStreamTransport(app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        async with c.stream("GET", "/events") as response:
-            async for line in response.aiter_lines():  # an endless stream, in-process
-                ...
-    ```
-
     Use the client as an async context manager: the apps run in the transport's task
     group, which lives as long as the client. Closing a response is the client's
     disconnect; an app that still runs ``finish_timeout`` seconds after it is
@@ -137,6 +129,15 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
             whose app raised before answering gets a 500 instead.
         finish_timeout: Seconds an app has to finish once its client left (or the
             transport closes) before it is cancelled.
+
+    Example:
+        ```python
+        transport = ASGIStreamTransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            async with c.stream("GET", "/events") as response:
+                async for line in response.aiter_lines():  # endless, in-process
+                    ...
+        ```
     """
 
     def __init__(
