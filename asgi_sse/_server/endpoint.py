@@ -61,7 +61,8 @@ def _utf8(text: str) -> str:
 class SSERequest:
     """A read-only view of the HTTP request that opened an event stream.
 
-    Made by `SSEEndpoint` for its handler; what it reads is decoded once, on first use.
+    Made by `SSEEndpoint` for its handler; its query, headers and last event id are
+    decoded once, on first use.
 
     Args:
         scope: The request's ASGI scope.
@@ -210,7 +211,7 @@ class SSEEndpoint:
     @spell_out_options(EndpointOptions)
     def __init__(self, handler: Handler, **options: Unpack[EndpointOptions]) -> None:
         self.handler = handler
-        """Makes each request's stream."""
+        """The handler, called once per request."""
         self.options = endpoint_options(options, type(self))
         """The options, checked and encoded once for every request."""
 

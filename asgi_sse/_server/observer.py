@@ -49,7 +49,7 @@ class StreamObserver:
             scope: The request's ASGI scope, as given to `on_open`.
             reason: Why it ended (see `asgi_sse.types.CloseReason`).
             events: The stream's frames sent (counted by the blank line that ends
-                each); keep-alives, comments or ``ping_event``s, are not counted.
+                each); keep-alives (the comment or a ``ping_event``) are not counted.
             size: The bytes of the stream's frames sent, keep-alives not counted.
             seconds: How long it streamed.
         """
