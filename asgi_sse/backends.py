@@ -17,6 +17,7 @@ from ._hub.backend import EARLIEST, HubBackend, LogBounds, ResumePoint
 from ._hub.log import NOTHING_LOST, BackfillOutcome, TopicLog
 from ._hub.memory import MemoryBackend
 from ._protocol.errors import HubUnavailable, TopicClosed
+from ._protocol.frames import IdFrame
 from ._protocol.reset import ResetReason
 
 __all__ = (
@@ -25,6 +26,7 @@ __all__ = (
     "BackfillOutcome",
     "HubBackend",
     "HubUnavailable",
+    "IdFrame",
     "LogBounds",
     "MemoryBackend",
     "ResetReason",

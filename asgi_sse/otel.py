@@ -36,6 +36,6 @@ them: ``topics=`` and ``routes=`` are a mapping or a function from a topic name 
 ASGI scope to a label (None: no label).
 """
 
-from ._integrations.otel import SSEMetrics
+from ._integrations.otel import Labeler, RouteLabeler, SSEMetrics
 
-__all__ = ("SSEMetrics",)
+__all__ = ("Labeler", "RouteLabeler", "SSEMetrics")

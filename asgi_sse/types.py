@@ -1,8 +1,8 @@
-"""The types users annotate with: what a stream yields, what a handler returns, the
-options (`ResponseOptions`, `EndpointOptions`) and their value types, the ready-items
-protocol, the ASGI callables, and the words as Literals: why a response closed
-(`CloseReason`, told to `StreamObserver.on_close`), how a subscription starts and
-ends, why a stream resets, what an overflow does.
+"""The types users annotate with: what a stream yields, what a hub publishes, what a
+handler returns, the options (`ResponseOptions`, `EndpointOptions`) and their value
+types, the ready-items protocol, the ASGI callables, and the words as Literals: why a
+response closed (`CloseReason`, told to `StreamObserver.on_close`), how a subscription
+starts and ends, why a stream resets, what an overflow does.
 
 Only type aliases and protocols live here; importing this module has no side effect.
 """
@@ -13,7 +13,7 @@ from typing import TypeAlias
 
 from ._hub.observer import OverflowPolicy, SubscriptionEnd, SubscriptionStart
 from ._protocol.reset import ResetReason
-from ._protocol.stream import EventStream, Item, Preparable, ReadyItems
+from ._protocol.stream import EventStream, Item, Preparable, Publishable, ReadyItems
 from ._server.aliases import HeadersLike, PingEvent
 from ._server.endpoint import Handler, HandlerResult
 from ._server.options import EndpointOptions, ResponseOptions
@@ -32,6 +32,7 @@ __all__ = (
     "OverflowPolicy",
     "PingEvent",
     "Preparable",
+    "Publishable",
     "ReadyItems",
     "Receive",
     "ResetReason",

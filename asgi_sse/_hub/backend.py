@@ -13,13 +13,22 @@ subscriptions (which import this), never the ASGI layer.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from .._protocol.reset import ResetReason
 from .log import TopicLog
 
-__all__ = ("EARLIEST", "HubBackend", "LogBounds", "ResumePoint")
+__all__ = (
+    "DECLARATIONS",
+    "EARLIEST",
+    "HubBackend",
+    "LogBounds",
+    "ResumePoint",
+    "attach_at_once",
+    "check_declarations",
+)
 
 EARLIEST = "earliest"
 """A last event id (``?lastEventId=earliest``, `Hub.EARLIEST`) that asks for everything
@@ -65,15 +74,18 @@ class HubBackend(Protocol):
     client's id waits for `available` and tries again, its response already open.
 
     Subclassing this protocol is optional; a subclass inherits the defaults of the
-    attributes below, `append_nowait` (not supported) and `available` (always).
+    attributes below, `append_nowait` (not supported) and `available` (always). A
+    backend that does not subclass it must declare both attributes itself: `Hub`
+    refuses it otherwise (`TypeError`, naming what is missing).
     """
 
     logs_are_the_store: bool = False
     """True: the logs are where this backend keeps the topics (the memory backend). A log then
     follows its topic from the moment it is made (an event published before any subscriber
-    is in it), and the hub keeps its logs over a stop. False: a log is this process's copy
-    of a topic kept elsewhere, fed from `attach` on; the hub drops the logs when it stops,
-    and reads them afresh when it runs again."""
+    is in it): the hub calls `attach` as it makes the log, and keeps its logs over a stop.
+    False: a log is this process's copy of a topic kept elsewhere, fed from `attach` on
+    (called when its first subscriber here is about to read it); the hub drops the logs
+    when it stops, and reads them afresh when it runs again."""
     can_append_nowait: bool = False
     """True: `append_nowait` stores an event without awaiting, which `Hub.publish_nowait`
     needs; False: `Hub.publish_nowait` raises `TypeError` and never calls it."""
@@ -87,13 +99,21 @@ class HubBackend(Protocol):
         ...
 
     async def stop(self) -> None:
-        """The hub stops: end what `start` began. The hub may be entered again."""
+        """The hub stops: end what `start` began. The hub may be entered again.
+
+        Once it returns, the backend changes no log (no append, close or lost history:
+        whatever feeds them has stopped). It need not detach them: the hub keeps the
+        logs when `logs_are_the_store` (they are the topics, attached still, for when
+        it runs again) and drops them otherwise.
+        """
         ...
 
     async def append(self, log: TopicLog, prefix: bytes, suffix: bytes) -> str:
         """Store one event of ``log``'s topic and return its id. ``prefix`` and
         ``suffix`` are its frame, cut where the ``id:`` line goes; the event reaches
-        ``log`` and every attached log of its topic (`TopicLog.append`), now or later.
+        the attached logs of its topic only (`TopicLog.append`), now or later: ``log``
+        if it is attached, never a log that is not (a publisher's log that nobody here
+        reads is not fed; it would hold an event without those before it).
 
         Raises:
             TopicClosed: the topic was closed (in any process).
@@ -121,9 +141,20 @@ class HubBackend(Protocol):
         ...
 
     async def attach(self, log: TopicLog) -> None:
-        """Make ``log`` follow its topic's new events from now on (`TopicLog.attach`):
-        its first subscriber in this process is about to read it. Called only for a log
-        that is not attached.
+        """Make ``log`` follow its topic's new events from now on (`TopicLog.attach`).
+        Called only for a log that is not attached: when its first subscriber in this
+        process is about to read it; or, when `logs_are_the_store`, as the hub makes
+        it, maybe in synchronous code (`Hub.subscribe`, `Hub.publish_nowait`), so it
+        must then return without awaiting anything (the hub raises `TypeError` if it
+        does).
+
+        A backend with ids of its own gives ``after=``: the id of the topic's newest
+        event or, for a topic without events, an id of its own that sorts before the
+        topic's first event (``<epoch>-0`` for ids ``<epoch>-<number>``). Subscribers
+        are primed with it, so `locate` must later resolve it like any other id: to
+        the event after it (``newest + 1`` while the topic has none), with no reset.
+        Without ``after=``, the log's ids are the memory backend's
+        (``<epoch>-<sequence>``).
 
         Raises:
             HubUnavailable: the store cannot be reached.
@@ -150,3 +181,45 @@ class HubBackend(Protocol):
         """Return once the store answers again (at once if it does, or if the backend
         is stopping)."""
         return
+
+
+DECLARATIONS: tuple[str, ...] = tuple(inspect.get_annotations(HubBackend))
+"""The attributes by which a backend declares what differs (`HubBackend.logs_are_the_store`,
+`HubBackend.can_append_nowait`): every backend has them, by subclassing or its own."""
+
+
+def check_declarations(backend: object) -> None:
+    """Refuse a backend that lacks a declaration (one that does not subclass
+    `HubBackend` and leaves one out), where the hub is made rather than at a publish.
+
+    Raises:
+        TypeError: naming what it lacks.
+    """
+    missing = [name for name in DECLARATIONS if not hasattr(backend, name)]
+    if missing:
+        msg = (
+            f"{type(backend).__name__} is not a HubBackend: it does not declare "
+            f"{' nor '.join(missing)} (declare them, or subclass "
+            "asgi_sse.backends.HubBackend for their defaults)"
+        )
+        raise TypeError(msg)
+
+
+def attach_at_once(backend: HubBackend, log: TopicLog) -> None:
+    """``backend.attach(log)``, run to its end here, for a log the hub just made when the
+    backend's logs are the store: the hub makes logs in synchronous code too.
+
+    Raises:
+        TypeError: the backend's `attach` awaited something.
+    """
+    attaching = backend.attach(log)
+    try:
+        attaching.send(None)
+    except StopIteration:
+        return
+    attaching.close()
+    msg = (
+        f"{type(backend).__name__}.attach awaited: a backend whose logs are the store "
+        "attaches without awaiting (the hub makes logs in synchronous code too)"
+    )
+    raise TypeError(msg)

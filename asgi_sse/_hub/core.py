@@ -15,7 +15,7 @@ from time import monotonic
 
 from .._protocol.errors import HubFull
 from .._protocol.reset import ResetReason
-from .backend import HubBackend
+from .backend import HubBackend, attach_at_once
 from .log import TopicLog
 from .observer import HubObserver, HubStats, OverflowPolicy, SubscriptionEnd
 
@@ -77,14 +77,15 @@ class HubCore:
             raise ValueError(f"a topic is a non-empty str, got {name!r}")
         self.make_room()
         observer = self.observer
-        self.logs[name] = log = TopicLog(
+        log = TopicLog(
             name,
             max_events=self.history,
             max_bytes=self.history_bytes,
-            lag_every=0 if observer is None else observer.lag_every,
+            lag_every=0 if observer is None else observer,
         )
         if self.backend.logs_are_the_store:
-            log.attach()
+            attach_at_once(self.backend, log)
+        self.logs[name] = log
         return log
 
     def hold(self, names: tuple[str, ...]) -> tuple[TopicLog, ...]:
@@ -136,9 +137,8 @@ class HubCore:
 
     def set_observer(self, observer: HubObserver | None) -> None:
         self.observer = observer
-        every = 0 if observer is None else observer.lag_every
         for log in self.logs.values():
-            log.measure_lag_every(every)
+            log.measure_lag_every(0 if observer is None else observer)
 
     def stop(self) -> None:
         """No more publishes; wake every subscriber, so that its stream ends."""

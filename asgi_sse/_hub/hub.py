@@ -18,18 +18,18 @@ layer (`asgi_sse._server`).
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, get_args
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
 from .._protocol.errors import TopicClosed
-from .._protocol.events import BaseEvent
 from .._protocol.frames import split_at_id
-from .._protocol.wire import ServerSentEvent
+from .._protocol.stream import Publishable
 from .._util.asgi import ASGIApp
-from .backend import EARLIEST, HubBackend, LogBounds
+from .._util.checks import is_count
+from .backend import EARLIEST, HubBackend, LogBounds, check_declarations
 from .core import HubCore
 from .lifespan import with_lifespan
 from .log import TopicLog
@@ -38,8 +38,6 @@ from .observer import HubObserver, HubStats, OverflowPolicy
 from .subscription import Subscription
 
 __all__ = ("Hub",)
-
-Publishable = BaseEvent[Any] | ServerSentEvent | str
 
 
 class Hub:
@@ -70,7 +68,9 @@ class Hub:
     Raises:
         ValueError: for a limit that is not a positive int, an ``expire_after`` that
             is not positive, or an unknown policy.
-        TypeError: for an ``expire_after`` that is not a number.
+        TypeError: for an ``expire_after`` that is not a number, or a ``backend`` that
+            lacks a declaration of `HubBackend` (``logs_are_the_store``,
+            ``can_append_nowait``).
     """
 
     EARLIEST = EARLIEST
@@ -88,6 +88,8 @@ class Hub:
         backend: HubBackend | None = None,
     ) -> None:
         _check_options(history, history_bytes, max_topics, expire_after, on_overflow)
+        if backend is not None:
+            check_declarations(backend)
         self._core = HubCore(
             backend=MemoryBackend() if backend is None else backend,
             history=history,
@@ -340,17 +342,25 @@ class Hub:
         return None if log is None or not log.attached else log.newest_id()
 
 
+_OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = get_args(OverflowPolicy)
+
+
 def _check_options(
-    history: int, history_bytes: int, max_topics: int, expire_after: float, on_overflow: str
+    history: int,
+    history_bytes: int,
+    max_topics: int,
+    expire_after: float,
+    on_overflow: OverflowPolicy,
 ) -> None:
     for name, value in (
         ("history", history),
         ("history_bytes", history_bytes),
         ("max_topics", max_topics),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_count(value, minimum=1):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if not expire_after > 0:
         raise ValueError(f"expire_after must be a positive number of seconds, got {expire_after}")
-    if on_overflow not in ("reset", "disconnect"):
-        raise ValueError(f"on_overflow must be 'reset' or 'disconnect', got {on_overflow!r}")
+    if on_overflow not in _OVERFLOW_POLICIES:
+        policies = " or ".join(repr(policy) for policy in _OVERFLOW_POLICIES)
+        raise ValueError(f"on_overflow must be {policies}, got {on_overflow!r}")

@@ -9,8 +9,8 @@ attach and detach, count subscribers); everyone else, backends included, only re
 its attributes. Those are plain attributes, not properties, because subscribers read
 them once per event (`Subscription.next_ready`).
 
-Imports the protocol layer (frames, cursor keys) and anyio; never the ASGI layer or
-the rest of the hub.
+Imports the protocol layer (frames, cursor keys), anyio and the hub's observer (whose
+``lag_every`` it reads); never the ASGI layer or the rest of the hub.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import anyio
 
 from .._protocol.cursor import format_position, new_epoch, source_key
 from .._protocol.frames import IdFrame, frame_id, frame_with_id, id_line
+from .observer import HubObserver
 
 __all__ = ("NOTHING_LOST", "BackfillOutcome", "TopicLog")
 
@@ -55,7 +56,9 @@ class TopicLog:
         max_events: How many events the log holds at most.
         max_bytes: How many bytes of frames it holds at most (but always its newest
             event).
-        lag_every: Keep the publish time of one event in that many (0: none).
+        lag_every: Keep the publish time of one event in that many (0: none), or in
+            as many as a `HubObserver`'s ``lag_every`` says at each append (the hub's
+            observer: a change applies from the next event on).
     """
 
     __slots__ = (
@@ -66,7 +69,7 @@ class TopicLog:
         "epoch",
         "frames",
         "id_before_oldest",
-        "lag_every",
+        "lag_rate",
         "lag_samples",
         "last_used",
         "lost_through",
@@ -80,7 +83,9 @@ class TopicLog:
         "waiters",
     )
 
-    def __init__(self, name: str, *, max_events: int, max_bytes: int, lag_every: int = 0) -> None:
+    def __init__(
+        self, name: str, *, max_events: int, max_bytes: int, lag_every: int | HubObserver = 0
+    ) -> None:
         self.name = name
         """The topic's name."""
         self.cursor_key = source_key(name)
@@ -92,7 +97,7 @@ class TopicLog:
         self.max_bytes = max_bytes
         """How many bytes of frames the log holds at most (but always its newest event)."""
         self.frames: deque[IdFrame] = deque()
-        """The frames, oldest first, each with where its id line is."""
+        """The frames, oldest first, each with where its id line is (`IdFrame`)."""
         self.oldest = 1
         """The sequence of ``frames[0]`` (``newest + 1`` when the log is empty)."""
         self.newest = 0
@@ -113,8 +118,9 @@ class TopicLog:
         self.lost_through = NOTHING_LOST
         """The newest sequence lost in a gap (events the backend could not deliver): a
         subscriber at or behind it missed events."""
-        self.lag_every = lag_every
-        """Every how many events one has its publish time kept (0: none)."""
+        self.lag_rate = _lag_rate(lag_every)
+        """Whose ``lag_every`` says, at each append, every how many events one has its
+        publish time kept (0: none): the hub's observer, or one that only holds a rate."""
         self.lag_samples: dict[int, float] = {}
         """The publish times kept (`time.time()` seconds), by sequence, until their event
         leaves the log."""
@@ -140,7 +146,8 @@ class TopicLog:
         return self.id_at(self.newest)
 
     def frame_at(self, sequence: int) -> IdFrame:
-        """The frame of the event at ``sequence`` (``oldest`` up to ``newest``)."""
+        """The frame of the event at ``sequence`` (``oldest`` up to ``newest``), with
+        where its id line is."""
         return self.frames[sequence - self.oldest]
 
     @staticmethod
@@ -152,6 +159,12 @@ class TopicLog:
         """How many events older than ``oldest`` `backfill` may add now (by count: not
         past ``max_events``, and none from before a loss)."""
         return min(self.max_events - len(self.frames), self.oldest - 1 - self.lost_through)
+
+    @property
+    def lag_every(self) -> int:
+        """Every how many events one has its publish time kept now (0: none), as
+        ``lag_rate`` says."""
+        return self.lag_rate.lag_every
 
     # -- changing ---------------------------------------------------------------------------
 
@@ -169,14 +182,22 @@ class TopicLog:
 
         Returns:
             The frame every single-topic subscriber sends.
+
+        Raises:
+            ValueError: the first event of a log attached without ``after=`` (whose ids
+                are ``<epoch>-<sequence>``) has an id of another kind: its backend has
+                ids of its own and must say so (`HubBackend.attach`).
         """
+        if not self.newest and self.id_before_oldest is None:
+            self._check_memory_id(event_id)
         stored = frame_with_id(prefix, event_id, suffix)
         frame = stored[0]
         frames = self.frames
         frames.append(stored)
         self.newest += 1
         self.bytes_held += len(frame)
-        if self.lag_every and self.newest % self.lag_every == 0:
+        every = self.lag_rate.lag_every  # read per event: it may change at any time
+        if every and self.newest % every == 0:
             self.lag_samples[self.newest] = time() if published_at is None else published_at
         while len(frames) > self.max_events or (
             self.bytes_held > self.max_bytes and len(frames) > 1
@@ -185,6 +206,16 @@ class TopicLog:
         self.last_used = monotonic()
         self.wake()
         return frame
+
+    def _check_memory_id(self, event_id: str) -> None:
+        expected = format_position(self.epoch, 1)
+        if event_id != expected:
+            msg = (
+                f"the log of {self.name!r} was attached without after=, so its first id is "
+                f"{expected!r}, not {event_id!r}: a backend with ids of its own attaches "
+                "its logs with after= (see HubBackend.attach)"
+            )
+            raise ValueError(msg)
 
     def _drop_oldest(self) -> None:
         if self.id_before_oldest is not None:
@@ -249,8 +280,9 @@ class TopicLog:
 
     def attach(self, *, after: str | None = None, closed: bool = False) -> None:
         """The backend feeds this log from now on: with ``after``, the id of the
-        topic's newest event (a backend with ids of its own), and whether the topic was
-        ``closed`` already."""
+        topic's newest event, or of its own id before the first (a backend with ids of
+        its own; without, the log's ids are ``<epoch>-<sequence>``), and whether the
+        topic was ``closed`` already (see `HubBackend.attach`)."""
         if after is not None:
             self.id_before_oldest = after
         self.closed = self.closed or closed
@@ -260,9 +292,10 @@ class TopicLog:
         """The backend stopped feeding this log."""
         self.attached = False
 
-    def measure_lag_every(self, every: int) -> None:
-        """Keep the publish time of one event in ``every`` (0: none) from now on."""
-        self.lag_every = every
+    def measure_lag_every(self, every: int | HubObserver) -> None:
+        """Keep the publish time of one event in ``every`` (0: none) from now on, or in
+        as many as the observer's ``lag_every`` says at each append."""
+        self.lag_rate = _lag_rate(every)
 
     def mark_used(self) -> None:
         """The log was used now (it expires ``expire_after`` seconds after that)."""
@@ -302,3 +335,13 @@ class TopicLog:
             for waiter in self.waiters:
                 waiter.set()
             self.waiters.clear()
+
+
+def _lag_rate(every: int | HubObserver) -> HubObserver:
+    """The observer whose ``lag_every`` a log reads: ``every`` itself, or for an int a
+    do-nothing observer that holds it."""
+    if not isinstance(every, int):
+        return every
+    rate = HubObserver()
+    rate.lag_every = every
+    return rate

@@ -54,7 +54,8 @@ class MemoryBackend:
         log.close()
 
     async def attach(self, log: TopicLog) -> None:
-        """Mark ``log`` attached: it holds every event of its topic already."""
+        """Mark ``log`` attached, as the hub makes it (without awaiting): the log is
+        the topic, and its ids are ``<epoch>-<sequence>``."""
         log.attach()
 
     def forget(self, log: TopicLog) -> None:

@@ -18,6 +18,7 @@ from typing import Literal
 from .._protocol.reset import ResetReason
 
 __all__ = (
+    "DROPPED_REASONS",
     "HubObserver",
     "HubStats",
     "OverflowPolicy",
@@ -37,6 +38,9 @@ SubscriptionEnd = Literal["end", "closed", "overflow", "stopped", "dropped"]
 was closed), ``closed`` (its topics were closed and it sent what remained),
 ``overflow`` (it fell out of the log under the ``disconnect`` policy), ``stopped``
 (the hub stopped), ``dropped`` (`Subscription.drop`)."""
+
+DROPPED_REASONS: frozenset[SubscriptionEnd] = frozenset({"overflow", "stopped", "dropped"})
+"""The ends the hub decided, which `HubStats.dropped` counts."""
 
 OverflowPolicy = Literal["reset", "disconnect"]
 """What a subscriber that falls out of its topic's log gets: a `Reset` then live
@@ -102,8 +106,7 @@ class HubObserver:
         """
 
     lag_every: int = 0
-    """Every how many events of a topic a delivery lag is measured (`on_lag`); 0: never.
-    Read when the observer is given to the hub."""
+    """Every how many events of a topic a delivery lag is measured (`on_lag`); 0: never."""
 
     def on_lag(self, topic: str, seconds: float) -> None:
         """A sampled event (one in ``lag_every`` of a topic's) was taken by a subscriber

@@ -23,7 +23,7 @@ from .._protocol.frames import priming_frame
 from .._protocol.reset import ResetReason
 from .core import HubCore
 from .log import TopicLog
-from .observer import SubscriptionEnd, SubscriptionStart
+from .observer import DROPPED_REASONS, SubscriptionEnd, SubscriptionStart
 from .resume import Resolved, reset_frame, resolve
 from .several import SeveralTopics
 from .state import CLOSED, ENDED, STREAMING, UNRESOLVED, move
@@ -267,7 +267,7 @@ class Subscription:
         if self._end_reason is not None:
             return
         self._end_reason = reason
-        if reason in ("overflow", "stopped", "dropped"):
+        if reason in DROPPED_REASONS:
             self._core.count_drop(reason)
         if self._state is STREAMING:
             self._state = move(STREAMING, ENDED)

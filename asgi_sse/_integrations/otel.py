@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 from .._hub.hub import Hub
 from .._hub.observer import HubObserver, SubscriptionEnd, SubscriptionStart
 from .._protocol.reset import ResetReason
 from .._server.observer import StreamObserver
 from .._server.state import CloseReason
+from .._util.checks import is_count
 
 try:
     from opentelemetry import metrics as otel_metrics
@@ -21,10 +22,15 @@ except ImportError as exc:  # pragma: no cover - the extra is installed in the t
 
 from .._version import __version__
 
-__all__ = ("SSEMetrics",)
+__all__ = ("Labeler", "RouteLabeler", "SSEMetrics")
 
-Labeler = Mapping[str, str] | Callable[[str], "str | None"]
-RouteLabeler = Mapping[str, str] | Callable[[Mapping[str, Any]], "str | None"]
+Labeler: TypeAlias = Mapping[str, str] | Callable[[str], str | None]
+"""What ``topics=`` takes: topic name -> label, as a mapping or a function (None: no
+label)."""
+
+RouteLabeler: TypeAlias = Mapping[str, str] | Callable[[Mapping[str, Any]], str | None]
+"""What ``routes=`` takes: ``scope["path"]`` -> label as a mapping, or a function of the
+whole ASGI scope (None: no label)."""
 
 
 class SSEMetrics(StreamObserver, HubObserver):
@@ -53,7 +59,7 @@ class SSEMetrics(StreamObserver, HubObserver):
         routes: RouteLabeler | None = None,
         lag_every: int = 100,
     ) -> None:
-        if isinstance(lag_every, bool) or not isinstance(lag_every, int) or lag_every < 0:
+        if not is_count(lag_every, minimum=0):
             raise ValueError(f"lag_every must be an int >= 0, got {lag_every!r}")
         self.lag_every = lag_every
         """One event in that many of each topic has its delivery lag measured."""

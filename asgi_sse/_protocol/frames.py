@@ -31,9 +31,10 @@ __all__ = (
     "with_other_id",
 )
 
-#: A frame with its id line, and where that line starts and ends in it:
-#: ``frame[start:end] == id_line(event_id)``.
 IdFrame: TypeAlias = tuple[bytes, int, int]
+"""A frame with its ``id:`` line, and where that line starts and ends in it:
+``(frame, start, end)``, ``frame[start:end]`` being ``b"id: <event id>\\n"``; what a
+`TopicLog` holds per event (`TopicLog.frames`, `TopicLog.frame_at`)."""
 
 _ID_FIELD = b"id: "
 

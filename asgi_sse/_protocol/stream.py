@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 from .events import BaseEvent
 from .wire import ServerSentEvent, encode_data
 
-__all__ = ("EventStream", "Item", "Preparable", "ReadyItems", "encode_item")
+__all__ = ("EventStream", "Item", "Preparable", "Publishable", "ReadyItems", "encode_item")
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -26,6 +26,10 @@ subscribers)."""
 
 EventStream: TypeAlias = AsyncIterable[Item]
 """What `EventSourceResponse` streams: any async iterable of items."""
+
+Publishable: TypeAlias = BaseEvent[Any] | ServerSentEvent | str
+"""What `Hub.publish` takes: a typed event, a wire event, or a plain str (sent as the
+data of an unnamed event); without an id (the hub assigns them), and with data."""
 
 
 def encode_item(item: object) -> bytes:

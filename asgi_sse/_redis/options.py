@@ -32,6 +32,7 @@ def check_options(
         ("read_count", read_count),
         ("topics_per_reader", topics_per_reader),
     ):
+        # asgi_sse._util.checks.is_count, written out: this package uses public names only.
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"{name} must be a positive int, got {count!r}")
     if maxlen is not None and (not isinstance(maxlen, int) or maxlen < 1):

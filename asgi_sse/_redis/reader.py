@@ -133,6 +133,7 @@ class Reader:
         """Append ``entries`` (read after ``last``) to ``log``, a log's worth at most;
         returns the id of the last one taken."""
         size = 0
+        timed = log.lag_every != 0  # the observer's, now: a change applies to the next read
         for count, (entry_id, fields) in enumerate(entries):
             event_id = entry_id.decode()
             prefix: bytes | None = fields.get(PREFIX)
@@ -150,7 +151,7 @@ class Reader:
             if prefix is None:  # the close marker
                 log.close()
                 continue
-            when = published_at(entry_id) if log.lag_every else None
+            when = published_at(entry_id) if timed else None
             log.append(event_id, prefix, suffix, published_at=when)
         return last
 

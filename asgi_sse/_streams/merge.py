@@ -26,6 +26,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._util.checks import is_count
 from .._util.closing import close_stream
 from .._util.excgroups import BaseExceptionGroup, wraps_only
 
@@ -53,7 +54,7 @@ class Merged(Generic[T]):
     __slots__ = ("_buffer", "_entered", "_error", "_receive", "_sources", "_task_group")
 
     def __init__(self, sources: tuple[AsyncIterable[T], ...], buffer: int = 0) -> None:
-        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0:
+        if not is_count(buffer, minimum=0):
             raise ValueError(f"buffer must be a number of items >= 0, got {buffer!r}")
         self._sources = sources
         self._buffer = buffer

@@ -73,6 +73,13 @@ def test_public_types_module() -> None:
         assert getattr(types, name) is not None
 
 
+def test_the_otel_module_exports_the_types_of_its_options() -> None:
+    import asgi_sse.otel as otel
+
+    assert isinstance(otel.__all__, tuple)
+    assert set(otel.__all__) == {"Labeler", "RouteLabeler", "SSEMetrics"}
+
+
 def test_error_hierarchy() -> None:
     assert issubclass(asgi_sse.InvalidEventError, asgi_sse.SSEError)
     assert issubclass(asgi_sse.InvalidEventError, ValueError)

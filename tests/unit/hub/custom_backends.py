@@ -1,12 +1,14 @@
-"""Two hub backends written the way a user would write one: from the docs of
+"""Three hub backends written the way a user would write one: from the docs of
 `asgi_sse.backends`, with public imports only. The hub's contract suite
-(`test_hub.py`'s ``contract``) runs on both, beside memory and Redis.
+(`test_hub.py`'s ``contract``) runs on each, beside memory and Redis.
 
 * `DictBackend` keeps each topic's events in a plain dict, standing for a store in
   another process: the hub's logs are copies, fed from `attach` on, and a resume older
   than a log reads the store back into it (`TopicLog.backfill`).
 * `DelegatingBackend` hands every call to a `MemoryBackend` and declares what it
   declares: the hub must treat it exactly as it treats memory.
+* `CountingBackend`'s logs are the store, as memory's are, but its ids are its own:
+  one counter for all topics, so a topic's ids are not its log's sequences.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from asgi_sse.backends import (
     TopicLog,
 )
 
-__all__ = ("DelegatingBackend", "DictBackend")
+__all__ = ("CountingBackend", "DelegatingBackend", "DictBackend")
 
 
 class DictBackend(HubBackend):
@@ -146,3 +148,62 @@ class DelegatingBackend:
 
     async def available(self) -> None:
         await self.memory.available()
+
+
+class CountingBackend(HubBackend):
+    """The hub's logs are the topics (``logs_are_the_store``); ids ``<word>-<n>``, ``n``
+    one counter for every topic, ``word`` chosen afresh for each log the hub makes (so an
+    id from a forgotten log is ``unknown``, as memory's epochs make it)."""
+
+    logs_are_the_store = True
+    can_append_nowait = True
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.words: dict[str, str] = {}
+
+    async def start(self, bounds: LogBounds) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass  # the logs are the topics: the hub keeps them for when it runs again
+
+    async def append(self, log: TopicLog, prefix: bytes, suffix: bytes) -> str:
+        return self.append_nowait(log, prefix, suffix)
+
+    def append_nowait(self, log: TopicLog, prefix: bytes, suffix: bytes) -> str:
+        self.count += 1
+        event_id = f"{self.words[log.name]}-{self.count}"
+        log.append(event_id, prefix, suffix)
+        return event_id
+
+    async def close(self, log: TopicLog) -> None:
+        log.close()
+
+    async def attach(self, log: TopicLog) -> None:
+        word = "c" + secrets.token_hex(3)
+        self.words[log.name] = word
+        log.attach(after=f"{word}-{self.count}")  # sorts before the topic's first event
+
+    def forget(self, log: TopicLog) -> None:
+        del self.words[log.name]
+
+    async def locate(self, log: TopicLog, position: str) -> ResumePoint:
+        if position == EARLIEST:
+            return ResumePoint(log.oldest)
+        word, _, text = position.partition("-")
+        if not text.isdigit():
+            return ResumePoint(log.newest + 1, "malformed")
+        number = int(text)
+        if word != self.words[log.name] or number > self.number_at(log, log.newest):
+            return ResumePoint(log.newest + 1, "unknown")
+        if number < self.number_at(log, log.oldest - 1):
+            return ResumePoint(log.newest + 1, "gone")
+        for sequence in range(log.oldest - 1, log.newest + 1):
+            if self.number_at(log, sequence) == number:
+                return ResumePoint(sequence + 1)
+        return ResumePoint(log.newest + 1, "unknown")  # another topic's number
+
+    @staticmethod
+    def number_at(log: TopicLog, sequence: int) -> int:
+        return int(log.id_at(sequence).rpartition("-")[2])

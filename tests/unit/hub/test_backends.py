@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ast
 import inspect
+import types
 import typing
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import asgi_sse.backends as backends
 from asgi_sse import Hub, HubObserver, MemoryBackend, Subscription
 from asgi_sse._hub.state import SubscriptionState, move
 from asgi_sse.backends import HubBackend, LogBounds, ResumePoint, TopicLog
-from tests.unit.hub.custom_backends import DelegatingBackend, DictBackend
+from tests.unit.hub.custom_backends import CountingBackend, DelegatingBackend, DictBackend
 from tests.unit.hub.test_hub import frames_of, ready
 
 pytestmark = pytest.mark.anyio
@@ -135,6 +137,80 @@ async def test_a_backend_that_delegates_to_memory_is_treated_as_memory() -> None
             again = hub.subscribe("news", last_event_id=backends.EARLIEST)
             assert await again.prepare_stream()
             assert [event.id for event in frames_of(ready(again))] == [first]
+
+
+async def test_a_store_backend_with_ids_of_its_own_attaches_the_logs_the_hub_makes() -> None:
+    backend = CountingBackend()
+    hub = Hub(backend=backend)
+    async with hub:
+        assert hub.head("news") is None
+        hub.subscribe("news")  # makes the log: the backend attaches it, at once
+        before = hub.head("news")
+        assert before == f"{backend.words['news']}-0"  # its id before the first event
+        first = hub.publish_nowait("news", "a")
+        assert hub.head("news") == first == f"{backend.words['news']}-1"
+    async with hub:  # kept over a stop: the same log, the same ids
+        again = hub.subscribe("news", last_event_id=before)
+        assert await again.prepare_stream()
+        assert [event.id for event in frames_of(ready(again))] == [first]
+
+
+@types.coroutine
+def suspend() -> Generator[None, None, None]:
+    """What awaiting anything real (I/O, a lock, a sleep) does to the caller: suspend."""
+    yield
+
+
+def test_a_store_backend_whose_attach_awaits_is_refused_with_the_rule() -> None:
+    class Awaiting(CountingBackend):
+        async def attach(self, log: TopicLog) -> None:
+            await suspend()
+            await super().attach(log)
+
+    hub = Hub(backend=Awaiting())
+    with pytest.raises(TypeError, match=r"Awaiting\.attach awaited: a backend whose logs"):
+        hub.publish_nowait("news", "x")
+    assert hub.stats().topics == 0  # no log left half made
+
+
+def test_a_backend_with_ids_of_its_own_that_attaches_without_after_is_told() -> None:
+    class NoAfter(CountingBackend):
+        async def attach(self, log: TopicLog) -> None:
+            self.words[log.name] = "c0"
+            log.attach()  # so the log's ids are <epoch>-<sequence>, not the backend's
+
+    with pytest.raises(ValueError, match="attaches its logs with after="):
+        Hub(backend=NoAfter()).publish_nowait("news", "x")
+
+
+def structural(*, leaving_out: tuple[str, ...]) -> type[Any]:
+    """A backend like `DelegatingBackend` (no subclass of the protocol) without the
+    declarations ``leaving_out``."""
+    namespace = {
+        name: value
+        for name, value in vars(DelegatingBackend).items()
+        if name not in leaving_out and (name == "__init__" or not name.startswith("__"))
+    }
+    return type("Structural", (), namespace)
+
+
+@pytest.mark.parametrize(
+    ("leaving_out", "named"),
+    [
+        (("logs_are_the_store",), "logs_are_the_store"),
+        (("can_append_nowait",), "can_append_nowait"),
+        (("logs_are_the_store", "can_append_nowait"), "logs_are_the_store nor can_append_nowait"),
+    ],
+)
+def test_a_structural_backend_without_a_declaration_is_refused_where_the_hub_is_made(
+    leaving_out: tuple[str, ...], named: str
+) -> None:
+    backend = structural(leaving_out=leaving_out)()
+    with pytest.raises(
+        TypeError, match=f"Structural is not a HubBackend: it does not declare {named} "
+    ):
+        Hub(backend=backend)
+    Hub(backend=structural(leaving_out=())())  # with both, it is one
 
 
 async def test_a_backend_whose_logs_are_copies_is_followed_from_attach_on() -> None:
@@ -268,6 +344,31 @@ async def test_the_options_read_back_and_an_observer_set_later_measures_lag() ->
     await hub.publish("news", "y")
     ready(sub)
     assert lags == ["news"]
+
+
+async def test_the_observer_s_lag_every_is_read_at_every_publish() -> None:
+    """Set after the observer was given to the hub (and its logs made), it applies from
+    the next event on, both ways."""
+    lags: list[str] = []
+
+    class Lag(HubObserver):
+        def on_lag(self, topic: str, seconds: float) -> None:
+            lags.append(topic)
+
+    observer = Lag()
+    hub = Hub(observer=observer)
+    sub = hub.subscribe("news")
+    assert await sub.prepare_stream()
+    ready(sub)
+    observer.lag_every = 1
+    for n in range(5):
+        await hub.publish("news", str(n))
+    assert len(ready(sub)) == 5
+    assert lags == ["news"] * 5
+    observer.lag_every = 0
+    hub.publish_nowait("news", "x")
+    assert len(ready(sub)) == 1
+    assert len(lags) == 5
 
 
 async def test_several_topics_measure_lag_too() -> None:

@@ -3,7 +3,7 @@ logs, several topics under one cursor, ending with 204.
 
 The contract tests (`contract`) run on every backend: memory on asyncio and trio,
 Redis Streams (a hub of its own per test, under a key prefix of its own) on asyncio,
-where redis's client runs, and two backends written with public imports only
+where redis's client runs, and three backends written with public imports only
 (`custom_backends`), which prove the SPI is enough. On Redis an event reaches this
 process's log once the reader reads it back, so those tests wait for it (`reached`,
 `closed`) before looking at what a subscription has ready. The rest is about the
@@ -45,7 +45,7 @@ from asgi_sse._protocol.cursor import parse_cursor, parse_position, source_key
 from asgi_sse.backends import HubBackend
 from asgi_sse.testing import connect
 from tests.support.redisutil import REDIS_URL, redis_prefix
-from tests.unit.hub.custom_backends import DelegatingBackend, DictBackend
+from tests.unit.hub.custom_backends import CountingBackend, DelegatingBackend, DictBackend
 
 __all__ = ("redis_prefix",)  # a fixture, imported to be found here
 
@@ -53,8 +53,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
 #: A test of the hub's contract, on every backend: memory on asyncio and on trio, Redis
 #: on asyncio only (test_a_redis_hub_refuses_to_start_on_trio checks the error there),
-#: and two backends written in the tests with public imports only (`custom_backends`):
-#: one that keeps events in a dict, one that delegates to the memory backend.
+#: and three backends written in the tests with public imports only (`custom_backends`):
+#: one that keeps events in a dict, one that delegates to the memory backend, one whose
+#: logs are the store under ids of its own.
 contract = pytest.mark.parametrize(
     ("anyio_backend", "hub_kind"),
     [
@@ -63,8 +64,16 @@ contract = pytest.mark.parametrize(
         ("asyncio", "redis"),
         ("asyncio", "dict"),
         ("trio", "delegating"),
+        ("trio", "counting"),
     ],
-    ids=["asyncio-memory", "trio-memory", "asyncio-redis", "asyncio-dict", "trio-delegating"],
+    ids=[
+        "asyncio-memory",
+        "trio-memory",
+        "asyncio-redis",
+        "asyncio-dict",
+        "trio-delegating",
+        "trio-counting",
+    ],
 )
 
 
@@ -104,6 +113,8 @@ async def make_hub(hub_kind: str, hub_prefix: str | None) -> AsyncIterator[MakeH
                 backend = DictBackend()
             elif hub_kind == "delegating":
                 backend = DelegatingBackend()
+            elif hub_kind == "counting":
+                backend = CountingBackend()
             return await stack.enter_async_context(Hub(**options, backend=backend))
 
         yield make

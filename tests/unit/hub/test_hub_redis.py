@@ -425,6 +425,24 @@ async def test_the_delivery_lag_is_measured_from_the_time_in_the_entry_id(hubs: 
     assert all(-1 < lag < 5 for lag in lags)  # one machine's clock: a small lag
 
 
+async def test_the_observer_s_lag_every_is_read_as_the_reader_reads(hubs: Hubs) -> None:
+    lags: list[float] = []
+
+    class Lag(HubObserver):
+        def on_lag(self, topic: str, seconds: float) -> None:
+            lags.append(seconds)
+
+    observer = Lag()
+    a = await hubs()
+    b = await hubs(hub={"observer": observer})
+    live = await prepared(b, "news")  # its log is made and followed: lag_every is 0
+    ready(live)
+    observer.lag_every = 1
+    published = [await a.publish("news", tick(n)) for n in range(3)]
+    assert ids(await take(live, 3)) == published
+    assert len(lags) == 3
+
+
 async def test_ids_this_topic_never_had_are_unknown_and_others_are_malformed(
     hubs: Hubs, raw: aioredis.Redis, redis_prefix: str
 ) -> None:
