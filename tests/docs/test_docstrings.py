@@ -25,18 +25,7 @@ import griffe
 import pytest
 
 from tests.docs.source import ROOT
-
-PUBLIC_MODULES = (
-    "asgi_sse",
-    "asgi_sse.types",
-    "asgi_sse.backends",
-    "asgi_sse.redis",
-    "asgi_sse.client",
-    "asgi_sse.testing",
-    "asgi_sse.schema",
-    "asgi_sse.otel",
-    "asgi_sse.starlette",
-)
+from tests.support.public import PUBLIC_MODULES
 
 # reStructuredText that Markdown shows as it is: a literal block's `::`, field lists,
 # directives and roles.

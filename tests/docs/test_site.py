@@ -14,7 +14,6 @@ import functools
 import importlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -28,20 +27,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.docs.source import ROOT
+from tests.support.browser import TIMEOUT_MS, browser
+from tests.support.public import PUBLIC_MODULES
 
-PUBLIC_MODULES = (
-    "asgi_sse",
-    "asgi_sse.types",
-    "asgi_sse.backends",
-    "asgi_sse.redis",
-    "asgi_sse.client",
-    "asgi_sse.testing",
-    "asgi_sse.schema",
-    "asgi_sse.otel",
-    "asgi_sse.starlette",
-)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-TIMEOUT_MS = 20_000
+__all__ = ("browser",)  # a fixture, imported to be found here
 
 
 @pytest.fixture(scope="module")
@@ -125,34 +114,6 @@ def test_no_page_shows_a_private_path(site: Path) -> None:
 # -- in a browser ---------------------------------------------------------------------
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("ASGI_SSE_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (ASGI_SSE_REQUIRE_BROWSER=1: browser tests must run)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    path = os.environ.get("ASGI_SSE_CHROMIUM") or "/usr/bin/chromium"
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)) and not shutil.which(path):
-        _unavailable("no Chromium: install Debian's chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed: pip install -e '.[test]'")
-    manager = sync_playwright().start()
-    try:
-        browser = manager.chromium.launch(
-            executable_path=path, headless=True, args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-    finally:
-        manager.stop()
-
-
 class _Quiet(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -179,11 +140,11 @@ def served(site: Path) -> Iterator[str]:
     ids=["home", "api-reference"],
 )
 def test_a_page_opens_in_chromium_without_errors(
-    chromium: Any, served: str, path: str, heading: str
+    browser: Any, served: str, path: str, heading: str
 ) -> None:
     problems: list[str] = []
     elsewhere: list[str] = []
-    context = chromium.new_context()
+    context = browser.new_context()
     try:
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)

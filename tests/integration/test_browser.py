@@ -12,8 +12,6 @@ with nothing lost and nothing twice; and a closed topic must make it stop for go
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,53 +21,17 @@ import httpx
 import pytest
 
 from asgi_sse._protocol.cursor import parse_cursor, source_key
+from tests.support.browser import TIMEOUT_MS, browser
 from tests.support.servers import DEMO_APP, TEST_APP, Server, running
 from tests.support.sse_app import EXPECTED
 
-TIMEOUT_MS = 20_000
+__all__ = ("browser",)  # a fixture, imported to be found here
+
 CHAT_APP = "tests.support.sse_app:chat_app"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
 STREAMS = ("sse", "sse2", "sse3")
 
 # The browser first: without one, skip (or fail) before starting any server.
 pytestmark = [pytest.mark.usefixtures("browser"), pytest.mark.timeout(90)]
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("ASGI_SSE_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (ASGI_SSE_REQUIRE_BROWSER=1: browser tests must run)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    path = os.environ.get("ASGI_SSE_CHROMIUM") or "/usr/bin/chromium"
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)) and not shutil.which(path):
-        _unavailable("no Chromium: install Debian's chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed: pip install -e '.[test]'")
-    manager = sync_playwright().start()
-    try:
-        chromium = manager.chromium.launch(
-            executable_path=path, headless=True, args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-    finally:
-        manager.stop()
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.public import PUBLIC_MODULES
+
 PACKAGE = Path(__file__).resolve().parents[2] / "asgi_sse"
 
 #: What each private layer may import from the package (itself always).
@@ -40,17 +42,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 #: The public modules: facades over the layers, and the only names the Redis backend
 #: and the demo may use.
-PUBLIC = {
-    "asgi_sse",
-    "asgi_sse.types",
-    "asgi_sse.backends",
-    "asgi_sse.redis",
-    "asgi_sse.client",
-    "asgi_sse.testing",
-    "asgi_sse.schema",
-    "asgi_sse.otel",
-    "asgi_sse.starlette",
-}
+PUBLIC = set(PUBLIC_MODULES)
 #: Layers that import nothing that can block or schedule.
 SANS_IO = {"_protocol"}
 ASYNC_LIBRARIES = {"anyio", "asyncio", "trio", "asgiref", "sniffio"}
