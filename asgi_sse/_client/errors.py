@@ -5,13 +5,10 @@ Must not import anyio or any other module of the client; httpx only for the type
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import httpx
 
 from .._protocol.errors import SSEError
 from .._protocol.parser import ParsedEvent
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = ("EventSourceError", "InvalidEventData", "UnknownEvent")
 

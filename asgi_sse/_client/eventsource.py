@@ -19,7 +19,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import anyio
 import httpx
@@ -27,15 +27,13 @@ import httpx
 from .._protocol.events import BaseEvent
 from .._protocol.parser import ParsedEvent
 from .._protocol.reset import Reset
+from .._util.compat import Self, Unpack
 from .connection import Body, send_for_head
 from .decode import decode, event_classes
 from .http import is_event_stream, read_error_body, refusal, retryable_status, stream_request
 from .inbox import Inbox
 from .options import SourceOptions, check_options
 from .reconnect import DEFAULT_RETRY, backoff_delay, retry_after_seconds
-
-if TYPE_CHECKING:
-    from typing_extensions import Self, Unpack
 
 __all__ = ("EventSource",)
 

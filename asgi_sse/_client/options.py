@@ -7,10 +7,9 @@ Must not import anyio or any layer of the package; httpx only for the types.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
-if TYPE_CHECKING:
-    import httpx
+import httpx
 
 __all__ = ("SourceOptions", "check_options")
 

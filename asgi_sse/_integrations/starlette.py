@@ -9,7 +9,6 @@ The only module of the package that imports Starlette; it delegates the streamin
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from starlette.background import BackgroundTask
 from starlette.responses import Response
@@ -18,9 +17,7 @@ from starlette.types import Receive, Scope, Send
 from .._protocol.stream import EventStream
 from .._server.options import ResponseOptions, response_options, spell_out_options
 from .._server.response import EventSourceResponse as _CoreResponse
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
+from .._util.compat import Unpack
 
 __all__ = ("EventSourceResponse",)
 

@@ -16,17 +16,15 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, ParamSpec, TypeVar, cast
+from typing import Annotated, Any, ClassVar, Generic, ParamSpec, TypeVar, cast
 
 from pydantic import BaseModel, Field, StrictInt, TypeAdapter
 from pydantic_core import PydanticSerializationError, SchemaSerializer
 
 from .._util.closing import close_stream
+from .._util.compat import Self
 from .errors import InvalidEventError
 from .wire import ID_PATTERN, check_event_name, check_id, check_retry, find_forbidden_id_char
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 __all__ = ("BaseEvent", "event_name_for", "event_stream")
 

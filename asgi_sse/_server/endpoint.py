@@ -15,7 +15,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import Any, TypeAlias, cast
 from urllib.parse import parse_qsl
 
 from .._protocol.errors import ClientDisconnected
@@ -28,12 +28,10 @@ from .._util.asgi import (
     ASGIReceiveCallable,
     Scope,
 )
+from .._util.compat import Unpack
 from .._util.lifespan import answer_lifespan
 from .options import EndpointOptions, StreamOptions, endpoint_options, spell_out_options
 from .response import EventSourceResponse, plain_response
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 __all__ = ("Handler", "HandlerResult", "SSEEndpoint", "SSERequest", "answer_lifespan", "app_path")
 
@@ -168,11 +166,11 @@ class SSERequest:
                     return b"".join(chunks)
 
 
-HandlerResult: TypeAlias = "EventStream | EventSourceResponse | None"
+HandlerResult: TypeAlias = EventStream | EventSourceResponse | None
 """What a handler may return: a stream, a ready response (own status or headers), or
 None for "204 No Content", which tells a browser's EventSource to stop reconnecting."""
 
-Handler: TypeAlias = "Callable[[SSERequest], HandlerResult | Awaitable[HandlerResult]]"
+Handler: TypeAlias = Callable[[SSERequest], HandlerResult | Awaitable[HandlerResult]]
 """An endpoint's handler: called with the request, returns (or awaits) a `HandlerResult`."""
 
 

@@ -11,7 +11,7 @@ Imports the endpoint and the options; never a framework.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from .._util.asgi import (
     AnyReceive,
@@ -19,11 +19,9 @@ from .._util.asgi import (
     AnySend,
     ASGIApp,
 )
+from .._util.compat import Unpack
 from .endpoint import Handler, SSEEndpoint, app_path
 from .options import EndpointOptions, endpoint_options, spell_out_options
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 __all__ = ("SSEMiddleware",)
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from time import monotonic
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import anyio
 
@@ -29,14 +29,12 @@ from .._protocol.errors import ClientDisconnected
 from .._protocol.stream import EventStream
 from .._util.asgi import AnyReceive, AnyScope, AnySend
 from .._util.closing import close_stream
+from .._util.compat import Unpack
 from .connection import Connection
 from .options import ResponseOptions, StreamOptions, response_options, spell_out_options
 from .pump import pump
 from .shutdown import SCOPE_KEY, ShutdownSignal
 from .watch import watching
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 __all__ = ("EventSourceResponse", "plain_response")
 

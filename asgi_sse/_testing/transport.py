@@ -14,7 +14,7 @@ used); never the server layer.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -22,11 +22,9 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._util.asgi import ASGIReceiveEvent, ASGISendEvent
+from .._util.compat import Self
 from .._util.excgroups import BaseExceptionGroup, wraps_only
 from .scope import http_scope
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 __all__ = ("ASGIStreamTransport",)
 
