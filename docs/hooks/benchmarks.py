@@ -9,13 +9,26 @@ section or row raises), rather than a page with stale or empty cells.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ("MARKER", "RESULTS", "on_page_markdown", "read_tables", "summary")
+__all__ = (
+    "CHART_LINK",
+    "MARKER",
+    "RESULTS",
+    "WHOLE_MARKER",
+    "on_page_markdown",
+    "read_tables",
+    "summary",
+)
 
 MARKER = "<!-- benchmarks:summary -->"
+#: Where a page shows RESULTS.md whole.
+WHOLE_MARKER = "<!-- benchmarks:results -->"
+#: How RESULTS.md links its chart.
+CHART_LINK = "](results.png)"
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "RESULTS.md"
 
 Table = list[dict[str, str]]
@@ -161,6 +174,12 @@ def summary(text: str) -> str:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    if WHOLE_MARKER in markdown:
+        # RESULTS.md whole, its chart link pointed at the site's copy of the chart
+        # (docs/assets/results.png, the same file as benchmarks/results.png).
+        chart = posixpath.relpath("assets/results.png", posixpath.dirname(page.file.src_uri))
+        whole = RESULTS.read_text(encoding="utf-8").replace(CHART_LINK, f"]({chart})")
+        markdown = markdown.replace(WHOLE_MARKER, whole)
     if MARKER not in markdown:
         return markdown
     return markdown.replace(MARKER, summary(RESULTS.read_text(encoding="utf-8")))
