@@ -39,10 +39,8 @@ import random
 import resource
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -59,7 +57,7 @@ from asgi_sse import (
     merge,
 )
 from asgi_sse._util.lifespan import answer_lifespan
-from tests.support.servers import HOST, ROOT, Server, ServerError, free_port
+from tests.support.servers import HOST, Server, launched
 
 __all__ = (
     "ATTACKS",
@@ -614,28 +612,16 @@ def serving(
     The process discipline of tests/support/servers.py: own session, output captured, started
     under a deadline, stopped by its PID (SIGTERM, then SIGKILL). Failures inside the
     block get the server's output attached."""
-    with tempfile.TemporaryDirectory(prefix="asgi-sse-reliability-") as tmp:
-        port = free_port()
-        argv = [sys.executable, "-m", "tests.support.reliability_app", "--port", str(port)]
-        argv += ["--sndbuf", str(sndbuf), "--loop", loop]
+
+    def argv(port: int) -> list[str]:
+        args = [sys.executable, "-m", "tests.support.reliability_app", "--port", str(port)]
+        args += ["--sndbuf", str(sndbuf), "--loop", loop]
         if timeout_graceful_shutdown is not None:
-            argv += ["--timeout-graceful-shutdown", str(timeout_graceful_shutdown)]
-        full_env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-            **(env or {}),
-        }
-        server = Server("uvicorn", port, argv, Path(tmp) / "server.log", full_env)
-        try:
-            server.start()
-            yield server
-        except AssertionError as exc:
-            if isinstance(exc, ServerError):
-                raise
-            raise AssertionError(f"{exc}\n{server.describe()}") from exc
-        finally:
-            server.stop()
+            args += ["--timeout-graceful-shutdown", str(timeout_graceful_shutdown)]
+        return args
+
+    with launched("uvicorn", argv, env=env, prefix="asgi-sse-reliability-") as server:
+        yield server
 
 
 if __name__ == "__main__":

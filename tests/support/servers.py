@@ -203,7 +203,22 @@ def running(
     """Start ``app`` under server ``kind`` on a free port; stop it when the block ends.
 
     Failures inside the block get the server's output attached."""
-    with tempfile.TemporaryDirectory(prefix="asgi-sse-server-") as tmp:
+    with launched(kind, lambda port: command(kind, port, app), env=env) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def launched(
+    kind: str,
+    argv: Callable[[int], list[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    prefix: str = "asgi-sse-server-",
+) -> Iterator[Server]:
+    """Start the process ``argv(port)`` makes, on a free port, with the checkout on its
+    PYTHONPATH; stop it by its PID when the block ends. Failures inside the block get
+    the server's output attached."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         port = free_port()
         full_env = {
             **os.environ,
@@ -211,8 +226,7 @@ def running(
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             **(env or {}),
         }
-        argv = command(kind, port, app)
-        server = Server(kind, port, argv, Path(tmp) / "server.log", full_env)
+        server = Server(kind, port, argv(port), Path(tmp) / "server.log", full_env)
         try:
             server.start()
             yield server
