@@ -12,6 +12,7 @@ or the ASGI layer.
 from __future__ import annotations
 
 from time import monotonic
+from typing import Protocol
 
 from .._protocol.errors import HubFull
 from .._protocol.reset import ResetReason
@@ -19,7 +20,15 @@ from .backend import HubBackend, attach_at_once
 from .log import TopicLog
 from .observer import HubObserver, HubStats, OverflowPolicy, SubscriptionEnd
 
-__all__ = ("HubCore",)
+__all__ = ("Delivering", "HubCore")
+
+
+class Delivering(Protocol):
+    """An open subscription, as the hub's counters see it."""
+
+    def delivered(self) -> tuple[int, int]:
+        """The frames it handed out so far, and their bytes."""
+        ...
 
 
 class HubCore:
@@ -31,6 +40,7 @@ class HubCore:
         "expire_after",
         "history",
         "history_bytes",
+        "live",
         "logs",
         "max_topics",
         "observer",
@@ -60,6 +70,9 @@ class HubCore:
         self.observer = observer
         self.logs: dict[str, TopicLog] = {}
         self.stats = HubStats()
+        # The open subscriptions. Each counts what it delivers, once, in itself; the
+        # hub's delivered_* counters hold what closed ones delivered (`delivered`).
+        self.live: set[Delivering] = set()
         self.stopped = False
         self.swept = monotonic()  # when idle logs were last looked for
 
@@ -145,6 +158,16 @@ class HubCore:
         self.stopped = True
         for log in self.logs.values():
             log.wake()
+
+    def delivered(self) -> tuple[int, int]:
+        """The frames every subscription handed out, and their bytes: the closed ones'
+        (counted when they closed) and the open ones' (asked now)."""
+        events, size = self.stats.delivered_events, self.stats.delivered_bytes
+        for subscription in self.live:
+            more_events, more_size = subscription.delivered()
+            events += more_events
+            size += more_size
+        return events, size
 
     def count_reset(self, reason: ResetReason) -> None:
         resets = self.stats.resets

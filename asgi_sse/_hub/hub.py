@@ -324,12 +324,13 @@ class Hub:
     def stats(self) -> HubStats:
         """A copy of the counters, which later changes leave as they are."""
         stats = self._core.stats
+        delivered_events, delivered_bytes = self._core.delivered()
         return HubStats(
             topics=len(self._core.logs),
             subscribers=stats.subscribers,
             published=stats.published,
-            delivered_events=stats.delivered_events,
-            delivered_bytes=stats.delivered_bytes,
+            delivered_events=delivered_events,
+            delivered_bytes=delivered_bytes,
             replays=stats.replays,
             resets=dict(stats.resets),
             dropped=dict(stats.dropped),

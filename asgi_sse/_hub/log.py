@@ -9,12 +9,14 @@ attach and detach, count subscribers); everyone else, backends included, only re
 its attributes. Those are plain attributes, not properties, because subscribers read
 them once per event (`Subscription.next_ready`).
 
-Imports the protocol layer (frames, cursor keys), anyio and the hub's observer (whose
-``lag_every`` it reads); never the ASGI layer or the rest of the hub.
+Imports the protocol layer (frames, cursor keys), anyio (asyncio for the futures of
+parked single-topic subscribers) and the hub's observer (whose ``lag_every`` it reads);
+never the ASGI layer or the rest of the hub.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Sequence
 from time import monotonic, time
@@ -79,6 +81,8 @@ class TopicLog:
         "newest",
         "next_change_event",
         "oldest",
+        "parked",
+        "parked_gone",
         "subscribers",
         "waiters",
     )
@@ -130,6 +134,15 @@ class TopicLog:
         serves whichever loop runs the app)."""
         self.waiters: set[anyio.Event] = set()
         """The events of multi-topic subscribers waiting on this log among others."""
+        self.parked: list[asyncio.Future[None]] = []
+        """The futures of single-topic subscribers parked on asyncio, each set at the next
+        change: one bare future per subscriber per wake-up, as asyncio's own `Event`
+        makes, without its wrappers (on any other loop they wait on `next_change`). A
+        subscription appends its future itself (once per event: no call) and hands it
+        back with `unpark` if it stops waiting first."""
+        self.parked_gone = 0
+        """How many of ``parked`` were cancelled (their subscriber went away) since the
+        last wake-up: past half of them, the list is compacted."""
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -326,11 +339,28 @@ class TopicLog:
         """Forget ``waiter`` (its subscriber stopped waiting); no error if it is not here."""
         self.waiters.discard(waiter)
 
+    def unpark(self, waiter: asyncio.Future[None]) -> None:
+        """``waiter`` (in ``parked``) is not awaited any more (its subscriber was
+        cancelled): forgotten at the next change, or now if the list is mostly such."""
+        if not waiter.done():
+            waiter.cancel()  # so that the next change skips it
+        self.parked_gone += 1
+        if self.parked_gone > 16 and self.parked_gone * 2 > len(self.parked):
+            self.parked = [future for future in self.parked if not future.done()]
+            self.parked_gone = 0
+
     def wake(self) -> None:
         """Wake whoever waits for a change."""
         changed, self.next_change_event = self.next_change_event, None
         if changed is not None:
             changed.set()
+        parked = self.parked
+        if parked:
+            self.parked = []
+            self.parked_gone = 0
+            for future in parked:
+                if not future.done():
+                    future.set_result(None)
         if self.waiters:
             for waiter in self.waiters:
                 waiter.set()

@@ -5,8 +5,10 @@ A subscription resolves the client's last event id once, before the response sta
 is behind the log's newest event (`next_nowait`: the response sends a run of them in
 one write), and waits for the log's next change otherwise. Replay and live are one read
 of the same log: no gap, no duplicate. `next_ready` runs once per event per subscriber:
-its one-topic case reads a few attributes and nothing else. Its state is one
-`SubscriptionState`.
+its one-topic case reads a few attributes and counts the delivery once, in the
+subscription (the hub adds those counts up when asked). A one-topic subscriber parks on
+a bare future of the asyncio loop that the log sets (one `__anext__` frame, no wrapper
+coroutines), or on the log's `anyio.Event` on trio. Its state is one `SubscriptionState`.
 
 Imports the hub's core, log, resolution, states and the protocol layer; never the
 facade or the ASGI layer.
@@ -14,6 +16,8 @@ facade or the ASGI layer.
 
 from __future__ import annotations
 
+import asyncio
+from asyncio import _get_running_loop
 from time import time
 
 import anyio
@@ -51,6 +55,7 @@ class Subscription:
         "_size",
         "_state",
         "_topics",
+        "_waiter",
     )
 
     def __init__(self, core: HubCore, topics: tuple[str, ...], last_event_id: str | None) -> None:
@@ -59,13 +64,16 @@ class Subscription:
         self._state = UNRESOLVED
         self._end_reason: SubscriptionEnd | None = None
         self._next: list[int] = []  # per topic: the sequence to send next
-        self._pending: list[bytes] = []  # frames before the logs': priming, Reset
+        self._pending: list[bytes] | None = None  # frames before the logs': priming, Reset
         self._delivered = 0
         self._size = 0
         self._topics = core.hold(topics)
         # Several topics: turns and a composite cursor (None for one, the common case).
         self._several = SeveralTopics(self._topics) if len(topics) > 1 else None
+        # The future it is parked on, on asyncio with one topic (None otherwise).
+        self._waiter: asyncio.Future[None] | None = None
         core.stats.subscribers += 1
+        core.live.add(self)
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -109,7 +117,7 @@ class Subscription:
             # first learn that it missed events, nothing is sent at all (204).
             self._end("closed")
             if resolved.reset is None:
-                self._pending.clear()
+                self._pending = None
                 how = "closed"
         self._state = move(UNRESOLVED, STREAMING if self._end_reason is None else ENDED)
         observer = self._core.observer
@@ -123,7 +131,7 @@ class Subscription:
             self._send_reset(resolved.reset, resolved.reset_topics)
             return "reset"
         if self._last_event_id is None:
-            self._pending.append(priming_frame(self._current_id()))
+            self._queue(priming_frame(self._current_id()))
         elif resolved.how == "replay":
             self._core.stats.replays += 1
         return resolved.how
@@ -133,6 +141,23 @@ class Subscription:
             return self._several.current_id()
         return self._topics[0].id_at(self._next[0] - 1)
 
+    def _queue(self, frame: bytes) -> None:
+        """Queue a frame that goes before the logs' next ones."""
+        if self._pending is None:
+            self._pending = [frame]
+        else:
+            self._pending.append(frame)
+
+    def _take_pending(self) -> bytes:
+        """The first queued frame, delivered (the queue is forgotten once empty: most
+        subscribers only ever queue their priming frame)."""
+        pending = self._pending
+        assert pending is not None
+        frame = pending.pop(0)
+        if not pending:
+            self._pending = None
+        return self._deliver(frame)
+
     def _send_reset(self, reason: ResetReason, topics: tuple[str, ...]) -> None:
         """Queue a `Reset` for ``topics``, which go on from their newest event."""
         core = self._core
@@ -141,7 +166,7 @@ class Subscription:
                 self._next[index] = topic.newest + 1
                 if self._several is not None:
                     self._several.skip_to_newest(topic)
-        self._pending.append(reset_frame(reason, topics, self._current_id()))
+        self._queue(reset_frame(reason, topics, self._current_id()))
         core.count_reset(reason)
         if core.observer is not None:
             core.observer.on_reset(topics, reason)
@@ -171,13 +196,50 @@ class Subscription:
                 await self._resolve()
             except HubUnavailable:
                 await core.backend.available()
-        while True:
-            # Note: next_ready() says "nothing yet" with None, not an exception: a live
-            # subscriber finds nothing once per event, before it waits.
+        several = self._several
+        if several is not None:
+            while True:
+                frame = self.next_ready()
+                if frame is not None:
+                    return frame
+                await several.wait()
+        # One topic, the common case. The reader (the response's pump) asked next_ready()
+        # until it said None just before this call, so the look before parking is
+        # inline; after a wake-up, one next_ready() finds the frame. Every change that
+        # matters wakes the log (an event, a loss, a close, the hub's stop) or this
+        # subscription (drop, close).
+        if not self._topics:  # closed: what was queued before, then the end
             frame = self.next_ready()
             if frame is not None:
                 return frame
-            await self._wait()
+            raise StopAsyncIteration
+        topic = self._topics[0]
+        while True:
+            if (
+                self._state is STREAMING
+                and self._next[0] > topic.newest
+                and not self._pending
+                and not topic.closed
+                and not core.stopped
+            ):
+                loop = _get_running_loop()
+                if loop is None:  # trio, or any other loop anyio runs on
+                    await topic.next_change().wait()
+                else:
+                    # A bare future of the loop, set by the log: no coroutine of anyio's
+                    # or asyncio.Event's stays parked per subscriber.
+                    self._waiter = waiter = loop.create_future()
+                    topic.parked.append(waiter)
+                    try:
+                        await waiter
+                    except BaseException:
+                        topic.unpark(waiter)
+                        raise
+                    finally:
+                        self._waiter = None
+            frame = self.next_ready()
+            if frame is not None:
+                return frame
 
     def next_ready(self) -> bytes | None:
         """The next frame, or None when nothing is ready (`next_nowait` without the
@@ -187,15 +249,17 @@ class Subscription:
             StopAsyncIteration: the subscription ended.
         """
         if self._pending:
-            return self._deliver(self._pending.pop(0))
+            return self._take_pending()
         if self._state is not STREAMING:
             return self._next_unless_streaming()
-        if self._core.stopped:
+        core = self._core
+        if core.stopped:
             self._end("stopped")
             raise StopAsyncIteration
         if self._several is not None:
             return self._next_of_several(self._several)
-        # One topic, the common case: the log's own frame, nothing copied.
+        # One topic, the common case: the log's own frame, nothing copied, the counters
+        # kept inline.
         topic = self._topics[0]
         sequence = self._next[0]
         if sequence <= topic.newest:
@@ -204,7 +268,10 @@ class Subscription:
             self._next[0] = sequence + 1
             if topic.lag_samples and sequence in topic.lag_samples:
                 self._lag(topic, sequence)
-            return self._deliver(topic.frames[sequence - topic.oldest][0])
+            frame = topic.frames[sequence - topic.oldest][0]
+            self._delivered += 1
+            self._size += len(frame)
+            return frame
         if topic.closed:
             self._end("closed")
             raise StopAsyncIteration
@@ -234,21 +301,17 @@ class Subscription:
             self._lag(topic, sequence)
         return self._deliver(several.take(index, sequence))
 
-    async def _wait(self) -> None:
-        if self._several is not None:
-            await self._several.wait()
-        else:
-            await self._topics[0].next_change().wait()
-
     def _lag(self, topic: TopicLog, sequence: int) -> None:
         observer = self._core.observer
         if observer is not None:
             observer.on_lag(topic.name, time() - topic.lag_samples[sequence])
 
+    def delivered(self) -> tuple[int, int]:
+        """The frames handed out so far, and their bytes (what the hub's counters add
+        up: a delivery is counted once, here)."""
+        return self._delivered, self._size
+
     def _deliver(self, frame: bytes) -> bytes:
-        stats = self._core.stats
-        stats.delivered_events += 1
-        stats.delivered_bytes += len(frame)
         self._delivered += 1
         self._size += len(frame)
         return frame
@@ -260,7 +323,7 @@ class Subscription:
         index = self._topics.index(topic)
         reason: ResetReason = "gone" if self._next[index] <= topic.lost_through else "overflow"
         self._send_reset(reason, (topic.name,))
-        return self._deliver(self._pending.pop(0))
+        return self._take_pending()
 
     def _end(self, reason: SubscriptionEnd) -> None:
         """End the stream (the first reason stays); while unresolved, once resolved."""
@@ -281,8 +344,16 @@ class Subscription:
         self._end("dropped")
         if self._several is not None:
             self._several.wake()
-        elif self._topics:
+        elif not self._wake_parked() and self._topics:
             self._topics[0].wake()
+
+    def _wake_parked(self) -> bool:
+        """Wake this subscription's reader if it is parked on asyncio; False if not."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return False
+        waiter.set_result(None)
+        return True
 
     async def aclose(self) -> None:
         """Stop following the topics (the response does it when it ends). Idempotent."""
@@ -297,7 +368,13 @@ class Subscription:
             topic.remove_subscriber()
         if self._several is not None:
             self._several.release()  # a reader waiting on it (another task) ends now
-        core.stats.subscribers -= 1
+        self._wake_parked()  # so does a single-topic one parked on asyncio
+        stats = core.stats
+        stats.subscribers -= 1
+        if self in core.live:
+            core.live.remove(self)
+            stats.delivered_events += self._delivered
+            stats.delivered_bytes += self._size
         self._end_reason = self._end_reason or "end"
         self._state = move(self._state, CLOSED)
         if core.observer is not None:
