@@ -47,14 +47,20 @@ async def pump(stream: EventStream, conn: Connection) -> None:
     send_frames = conn.send_frames
     next_ready = _ready_item_getter(iterator)
     try:
+        # Note: `item` is let go before the stream is asked for the next one: an event
+        # object kept alive across a parked connection's wait outlives the garbage
+        # collector's young generation, and a thousand of them make its full
+        # collections frequent and long.
         if next_ready is None:
             async for item in iterator:
                 body = item if type(item) is bytes else _encode_or_skip(item)
+                del item
                 if body:
                     await send_frames(body)
         else:
             async for item in iterator:
                 body = item if type(item) is bytes else _encode_or_skip(item)
+                del item
                 body = _join_ready(body, next_ready)
                 if body:
                     await send_frames(body)
