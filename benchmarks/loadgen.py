@@ -352,6 +352,7 @@ async def fanout(
         "events": frames,
         "expected_per_s": conns * 10,
         "delivered_per_s": frames / elapsed,
+        "delivered_share": frames / elapsed / (conns * 10),
         "server_cpu_s": server_cpu,
         "server_cpu_us_per_event": server_cpu / frames * 1e6 if frames else None,
         "server_cpu_share": server_cpu / elapsed,
@@ -360,6 +361,7 @@ async def fanout(
         "latency_samples": len(latencies),
         "p50_ms": _percentile(latencies, 0.50) * 1e3 if latencies else None,
         "p99_ms": _percentile(latencies, 0.99) * 1e3 if latencies else None,
+        "max_ms": max(latencies) * 1e3 if latencies else None,
         "dropped_conns": tally.closed - closed_before,
     }
 
