@@ -17,6 +17,7 @@ layer (`asgi_sse._server`).
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 from typing import Any, get_args
 
@@ -100,6 +101,7 @@ class Hub:
             observer=observer,
         )
         self._token: Any = None
+        self._loop_thread: int | None = None  # the thread of the loop it was entered in
 
     # The options, as given (read-only: the logs and subscriptions follow them).
 
@@ -147,6 +149,7 @@ class Hub:
     async def __aenter__(self) -> Hub:
         self._core.stopped = False  # a hub may run again (a server restarted in-process)
         self._token = anyio.lowlevel.current_token()
+        self._loop_thread = threading.get_ident()
         await self.backend.start(LogBounds(self.history, self.history_bytes))
         return self
 
@@ -252,14 +255,17 @@ class Hub:
         """`publish` from another thread (a worker thread, a sync framework's view):
         blocks until the backend stored the event.
 
-        Never call it from the event loop's own thread: it would block the loop for
-        good (use `publish_nowait` there).
+        Never call it from the event loop's own thread (a coroutine or a callback
+        running on the hub's loop): blocking there would wait for the loop for good, so
+        it raises `RuntimeError` at once instead (``await hub.publish(...)`` there, or
+        `publish_nowait` from synchronous code).
 
         Returns:
             The event's id.
 
         Raises:
-            RuntimeError: the hub was not entered (``async with hub``) in an event loop.
+            RuntimeError: the hub was not entered (``async with hub``) in an event loop,
+                or this is the thread of the loop it was entered in.
             TopicClosed: as `publish` raises it.
             ValueError: as `publish` raises it.
             InvalidEventError: as `publish` raises it.
@@ -269,6 +275,14 @@ class Hub:
         """
         if self._token is None:
             raise RuntimeError("enter the hub first (async with hub: ...) to publish from threads")
+        if threading.get_ident() == self._loop_thread:
+            # Handing the call to the loop and waiting for it, from the loop's own thread,
+            # would wait for good (asyncio) or fail obscurely (trio): say what to do.
+            raise RuntimeError(
+                "publish_from_thread was called from the hub's event loop thread, where it "
+                "would block the loop for good: use `await hub.publish(...)` there (or "
+                "hub.publish_nowait(...) from synchronous code)"
+            )
         return anyio.from_thread.run(self.publish, topic, event, token=self._token)
 
     async def close(self, topic: str, final_event: Publishable | None = None) -> None:

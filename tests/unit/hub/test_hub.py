@@ -818,6 +818,28 @@ async def test_publish_from_a_thread_needs_an_entered_hub() -> None:
         Hub().publish_from_thread("news", "x")
 
 
+async def test_publish_from_thread_in_the_loops_own_thread_raises_at_once() -> None:
+    # Handed to the loop and waited for from the loop's thread, it would wait for good.
+    async with Hub() as hub:
+        sub = hub.subscribe("news")
+        await sub.prepare_stream()
+        ready(sub)
+        with pytest.raises(RuntimeError, match=r"await hub\.publish\(\.\.\.\)"):
+            hub.publish_from_thread("news", "from a coroutine")
+
+        def callback() -> str:  # synchronous code the loop runs
+            return hub.publish_from_thread("news", "from a callback")
+
+        with pytest.raises(RuntimeError, match="event loop thread"):
+            callback()
+        assert ready(sub) == []  # nothing was published
+        # Another thread still publishes.
+        event_id = await anyio.to_thread.run_sync(hub.publish_from_thread, "news", "hi")
+        await reached(hub, "news", event_id)
+        assert [e.id for e in frames_of(ready(sub))] == [event_id]
+        sub.close()
+
+
 @pytest.mark.parametrize(
     "options",
     [
