@@ -26,8 +26,9 @@ def http_scope(
     client: tuple[str, int],
     server: tuple[str, int],
 ) -> dict[str, Any]:
-    """An ``http`` scope for ``path`` (percent-escapes decoded here) and ``raw_path``
-    (as sent), both relative to ``root_path``, which the scope's paths include (as
+    """An ``http`` scope for ``path`` (as sent: its percent-escapes are decoded here,
+    once, as UTF-8, as uvicorn does) and ``raw_path`` (as sent, not decoded), both
+    relative to ``root_path``, which the scope's paths include (as
     uvicorn >= 0.26 and Starlette's Mount do). ``headers`` are used as given: names
     lower-case, as servers hand them over."""
     return {

@@ -237,10 +237,14 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
 
     def _scope_of(self, request: httpx.Request) -> dict[str, Any]:
         url = request.url
+        # The path as sent, decoded once by `http_scope` (as uvicorn does): httpx's
+        # ``url.path`` is decoded already, and decoding it again would turn ``%2520``
+        # into a space.
+        raw_path = url.raw_path.split(b"?", 1)[0]
         return http_scope(
             method=request.method,
-            path=url.path,
-            raw_path=url.raw_path.split(b"?", 1)[0],
+            path=raw_path.decode("ascii"),
+            raw_path=raw_path,
             query_string=url.query,
             headers=[(key.lower(), value) for key, value in request.headers.raw],
             root_path=self.root_path,

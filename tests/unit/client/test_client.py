@@ -1417,6 +1417,35 @@ async def test_the_request_reaches_the_app() -> None:
     assert (b"host", b"h:8000") in scope["headers"]
 
 
+@pytest.mark.parametrize(
+    ("target", "path", "raw_path"),
+    [
+        ("/a%2520b", "/a%20b", b"/a%2520b"),  # decoded once, not twice
+        ("/a%2Fb?x=%2F", "/a/b", b"/a%2Fb"),
+        ("/caf%C3%A9", "/caf\u00e9", b"/caf%C3%A9"),  # UTF-8
+        ("/caf\u00e9", "/caf\u00e9", b"/caf%C3%A9"),  # httpx escapes it as it sends it
+    ],
+)
+async def test_the_path_is_decoded_once_as_uvicorn_does(
+    target: str, path: str, raw_path: bytes
+) -> None:
+    # uvicorn: path = unquote(raw_path.decode("ascii")); raw_path as sent.
+    scopes: list[dict[str, Any]] = []
+    app = App(answer(200, body=b"ok"))
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        scopes.append(dict(scope))
+        await app(scope, receive, send)
+
+    with anyio.fail_after(TIMEOUT):
+        transport = ASGIStreamTransport(recording)
+        async with httpx.AsyncClient(transport=transport, base_url="http://h") as client:
+            response = await client.get(target)
+    assert response.content == b"ok"
+    (scope,) = scopes
+    assert (scope["path"], scope["raw_path"]) == (path, raw_path)
+
+
 async def test_an_app_that_waits_for_the_disconnect_after_its_response_finishes() -> None:
     """ASGI servers answer ``http.disconnect`` once the response is complete; apps such
     as Quart wait for it before they return, so the body must not wait for them."""
