@@ -24,8 +24,13 @@ class StreamObserver:
     without a stream (HEAD, OPTIONS, a 204 or 500 before the stream, one that comes
     while the server shuts down) is not told. Subclass and override what you need
     (`asgi_sse.otel` does, for OpenTelemetry); every method does nothing here. The
-    hooks run in the response's own task: keep them quick, and do not let them raise
-    (what they raise propagates out of the response, to the server).
+    hooks run in the response's own task: keep them quick.
+
+    An observer is instrumentation and never breaks streaming: an `Exception` a hook
+    raises is logged with its traceback (logger ``asgi_sse``) and ignored. When
+    `on_open` raises, the response streams all the same, and `on_close` is still
+    called once when it ends; when `on_close` raises, the response ends as it would
+    have (its stream closed, a cancellation or an error propagating as itself).
     """
 
     def on_open(self, scope: Mapping[str, Any]) -> None:

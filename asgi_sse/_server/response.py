@@ -44,6 +44,9 @@ _log = logging.getLogger("asgi_sse")
 # preflight must not start a user's stream (Fetch standard, "CORS-preflight request").
 _NO_BODY = frozenset({"HEAD", "OPTIONS"})
 
+# An observer is instrumentation: what its hook raises is logged, and streaming goes on.
+_HOOK_FAILED = "asgi_sse: the stream observer's %s raised (ignored) for %s"
+
 
 class EventSourceResponse:
     """Stream server-sent events: an ASGI application for one HTTP response.
@@ -145,16 +148,26 @@ class EventSourceResponse:
         conn = Connection(send, self.options, scope)
         observer = self.options.observer
         started = monotonic()
-        if observer is not None:
-            observer.on_open(scope)
         try:
+            if observer is not None:
+                # Inside the try: whatever the hook does, the stream runs (or is
+                # closed) and `on_close` is told at the end.
+                try:
+                    observer.on_open(scope)
+                except Exception:
+                    _log.exception(_HOOK_FAILED, "on_open", scope.get("path", "?"))
             async with watching(conn, receive):
                 await _pump_then_finish(self.stream, conn, shutdown)
         finally:
             if observer is not None:
                 reason = conn.ended_by or "server_cancelled"
                 elapsed = monotonic() - started
-                observer.on_close(scope, reason, conn.events_sent, conn.bytes_sent, elapsed)
+                try:
+                    observer.on_close(scope, reason, conn.events_sent, conn.bytes_sent, elapsed)
+                except Exception:
+                    # Logged, never raised: it would mask the response's own outcome
+                    # (a cancellation, an error of the server's send).
+                    _log.exception(_HOOK_FAILED, "on_close", scope.get("path", "?"))
 
     async def _send_head(self, scope: Mapping[str, Any], send: AnySend) -> bool:
         """Prepare the stream and send the headers; False if no body is to follow (the

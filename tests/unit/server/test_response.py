@@ -18,8 +18,10 @@ from asgi_sse import (
     BaseEvent,
     Comment,
     EventSourceResponse,
+    Hub,
     ServerSentEvent,
     ShutdownSignal,
+    StreamObserver,
     merge,
 )
 from asgi_sse._util.asgi import (
@@ -704,3 +706,142 @@ def test_options_are_checked_at_construction(
 ) -> None:
     with pytest.raises(error):
         EventSourceResponse(iter_nothing(), **options)
+
+
+# -- an observer that raises -----------------------------------------------------------
+
+
+class RaisingObserver(StreamObserver):
+    """Raises from ``failing`` (``on_open`` or ``on_close``); records every end."""
+
+    def __init__(self, failing: str) -> None:
+        self.failing = failing
+        self.opened = 0
+        self.closed: list[tuple[str, int]] = []
+
+    def on_open(self, scope: Any) -> None:
+        self.opened += 1
+        if self.failing == "on_open":
+            raise LookupError("on_open failed")
+
+    def on_close(self, scope: Any, reason: Any, events: int, size: int, seconds: float) -> None:
+        self.closed.append((reason, events))
+        if self.failing == "on_close":
+            raise LookupError("on_close failed")
+
+
+def hook_failures(caplog: pytest.LogCaptureFixture, hook: str) -> list[logging.LogRecord]:
+    """The log records of ``hook`` raising: logger asgi_sse, with the traceback."""
+    return [
+        record
+        for record in caplog.records
+        if record.name == "asgi_sse"
+        and hook in record.getMessage()
+        and record.exc_info is not None
+        and isinstance(record.exc_info[1], LookupError)
+    ]
+
+
+async def test_an_observer_whose_on_open_raises_does_not_break_the_stream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Logged with its traceback; the stream runs and ends as ever (its finally runs)
+    and on_close is told once."""
+    cleaned = anyio.Event()
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            yield "a"
+            yield "b"
+        finally:
+            cleaned.set()
+
+    observer = RaisingObserver("on_open")
+    async with connect(EventSourceResponse(stream(), observer=observer)) as response:
+        events = await response.events(2)
+        await response.wait_finished()
+    assert [event.data for event in events] == ["a", "b"]
+    assert response.complete
+    assert cleaned.is_set()
+    assert (observer.opened, observer.closed) == (1, [("stream_end", 2)])
+    assert len(hook_failures(caplog, "on_open")) == 1
+
+
+async def test_an_observer_whose_on_open_raises_leaves_no_hub_subscriber(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The subscription streams, and is closed when the client leaves: not counted."""
+    observer = RaisingObserver("on_open")
+    async with Hub() as hub:
+        response_app = EventSourceResponse(hub.subscribe("news"), observer=observer)
+        async with connect(response_app) as response:
+            await response.wait_started()  # the subscription is at the head
+            event_id = await hub.publish("news", "hello")
+            event = await response.next_event()
+            assert (event.id, event.data) == (event_id, "hello")
+            await response.disconnect()  # waits for the app to finish
+        assert hub.stats().subscribers == 0
+    assert observer.closed == [("client_left", 2)]
+    assert len(hook_failures(caplog, "on_open")) == 1
+
+
+async def test_an_observer_whose_on_close_raises_leaves_the_response_as_it_ended(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def stream() -> AsyncIterator[str]:
+        yield "a"
+
+    observer = RaisingObserver("on_close")
+    async with connect(EventSourceResponse(stream(), observer=observer)) as response:
+        event = await response.next_event()
+        await response.wait_finished()
+    assert event.data == "a"
+    assert response.complete
+    assert observer.closed == [("stream_end", 1)]
+    assert len(hook_failures(caplog, "on_close")) == 1
+
+
+async def test_an_observer_whose_on_close_raises_does_not_mask_a_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server cancels the response (its graceful-shutdown timeout): the
+    cancellation propagates as itself, not on_close's error."""
+    started = anyio.Event()
+    cleaned = anyio.Event()
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            yield "a"
+            await anyio.sleep_forever()
+        finally:
+            cleaned.set()
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message["body"]:
+            started.set()
+
+    observer = RaisingObserver("on_close")
+    app = EventSourceResponse(stream(), observer=observer, ping=None)
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def serve() -> None:
+                with anyio.CancelScope() as server_scope:
+                    server_scopes.append(server_scope)
+                    await app(scope, receive, send)
+                cancelled.append(server_scope.cancelled_caught)
+
+            server_scopes: list[anyio.CancelScope] = []
+            cancelled: list[bool] = []
+            group.start_soon(serve)
+            await started.wait()
+            server_scopes[0].cancel()
+    assert cancelled == [True]
+    assert cleaned.is_set()
+    assert observer.closed == [("server_cancelled", 1)]
+    assert len(hook_failures(caplog, "on_close")) == 1
