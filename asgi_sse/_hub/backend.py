@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from .._protocol.reset import ResetReason
 from .log import TopicLog
@@ -23,6 +23,7 @@ from .log import TopicLog
 __all__ = (
     "DECLARATIONS",
     "EARLIEST",
+    "BackendCounters",
     "HubBackend",
     "LogBounds",
     "ResumePoint",
@@ -181,6 +182,30 @@ class HubBackend(Protocol):
         """Return once the store answers again (at once if it does, or if the backend
         is stopping)."""
         return
+
+
+@runtime_checkable
+class BackendCounters(Protocol):
+    """An optional capability of a `HubBackend`: counters of the faults it met and got
+    over, which ``asgi_sse.otel.SSEMetrics.instrument_backend`` observes
+    (``asgi_sse.redis.RedisStreamsBackend`` has them).
+
+    Not a declaration: a backend without them is a backend all the same (the hub never
+    reads them), it only cannot be instrumented. A backend has them by having both
+    members, as int attributes or read-only properties; ``isinstance(backend,
+    BackendCounters)`` tells.
+    """
+
+    @property
+    def reconnects(self) -> int:
+        """Times the backend reconnected to its store after losing it."""
+        ...
+
+    @property
+    def gaps(self) -> int:
+        """Gaps met: events of a topic that this process never saw (trimmed before it
+        read them, or lost)."""
+        ...
 
 
 DECLARATIONS: tuple[str, ...] = tuple(inspect.get_annotations(HubBackend))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
+from .._hub.backend import BackendCounters
 from .._hub.hub import Hub
 from .._hub.observer import HubObserver, SubscriptionEnd, SubscriptionStart
 from .._protocol.reset import ResetReason
@@ -31,6 +32,8 @@ label)."""
 RouteLabeler: TypeAlias = Mapping[str, str] | Callable[[Mapping[str, Any]], str | None]
 """What ``routes=`` takes: ``scope["path"]`` -> label as a mapping, or a function of the
 whole ASGI scope (None: no label)."""
+
+_Counting = TypeVar("_Counting", bound=BackendCounters)
 
 
 class SSEMetrics(StreamObserver, HubObserver):
@@ -109,7 +112,7 @@ class SSEMetrics(StreamObserver, HubObserver):
             description="From publish to a subscriber taking the event (sampled)",
         )
         self._hubs: list[Hub] = []
-        self._backends: list[Any] = []
+        self._backends: list[BackendCounters] = []
         self._hub_instruments = False
         self._backend_instruments = False
 
@@ -235,38 +238,49 @@ class SSEMetrics(StreamObserver, HubObserver):
 
         return observe
 
-    def instrument_backend(self, backend: Any) -> Any:
-        """Observe a backend's ``reconnects`` and ``gaps`` counters (the Redis Streams
-        backend has them), summed over every backend instrumented.
+    def instrument_backend(self, backend: _Counting) -> _Counting:
+        """Observe a backend's ``reconnects`` and ``gaps`` counters (its
+        ``BackendCounters``, which the Redis Streams backend has), summed over every
+        backend instrumented.
 
         Returns:
             ``backend``.
 
         Raises:
-            TypeError: the backend has no int ``reconnects`` or ``gaps``.
+            TypeError: the backend does not keep those counters (the memory backend),
+                or one of them is not an int.
         """
-        for name in ("reconnects", "gaps"):
-            if not isinstance(getattr(backend, name, None), int):
-                raise TypeError(f"{type(backend).__name__} has no {name} counter")
+        if not isinstance(backend, BackendCounters):
+            msg = (
+                f"{type(backend).__name__} keeps no fault counters (reconnects and gaps, "
+                "as BackendCounters declares them): there is nothing to instrument"
+            )
+            raise TypeError(msg)
+        for name, value in (("reconnects", backend.reconnects), ("gaps", backend.gaps)):
+            if not isinstance(value, int):
+                msg = f"{type(backend).__name__}.{name} is not an int counter: {value!r}"
+                raise TypeError(msg)
         self._backends.append(backend)
         if not self._backend_instruments:
             self._backend_instruments = True
             self._meter.create_observable_counter(
                 "asgi_sse.redis.reconnects",
-                callbacks=[self._observe_backends("reconnects")],
+                callbacks=[self._observe_backends(lambda backend: backend.reconnects)],
                 unit="{reconnect}",
                 description="Times the backend's readers reconnected to Redis",
             )
             self._meter.create_observable_counter(
                 "asgi_sse.redis.gaps",
-                callbacks=[self._observe_backends("gaps")],
+                callbacks=[self._observe_backends(lambda backend: backend.gaps)],
                 unit="{gap}",
                 description="Gaps met: events trimmed or lost before this process read them",
             )
         return backend
 
-    def _observe_backends(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def _observe_backends(
+        self, counter: Callable[[BackendCounters], int]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(sum(getattr(backend, field) for backend in self._backends))]
+            return [Observation(sum(counter(backend) for backend in self._backends))]
 
         return observe

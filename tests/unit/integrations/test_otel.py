@@ -13,6 +13,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from asgi_sse import Hub, ServerSentEvent, SSEEndpoint, SSERequest, StreamObserver, Subscription
+from asgi_sse._hub.backend import BackendCounters
+from asgi_sse.backends import MemoryBackend
 from asgi_sse.otel import SSEMetrics
 from asgi_sse.testing import connect
 
@@ -174,10 +176,59 @@ async def test_the_backend_counters_are_observed() -> None:
     backend._link.reconnects, backend.gaps = 2, 1
     assert m.value("asgi_sse.redis.reconnects") == 2
     assert m.value("asgi_sse.redis.gaps") == 1
-    with pytest.raises(TypeError, match="no reconnects counter"):
-        m.metrics.instrument_backend(object())
+    with pytest.raises(TypeError, match="keeps no fault counters"):
+        m.metrics.instrument_backend(object())  # type: ignore[type-var]
     with pytest.raises(ValueError, match="lag_every"):
         SSEMetrics(lag_every=-1)
+
+
+class PropertyCounters:
+    """Counters as read-only properties, as `BackendCounters` declares them."""
+
+    def __init__(self) -> None:
+        self.counts = {"reconnects": 0, "gaps": 0}
+
+    @property
+    def reconnects(self) -> int:
+        return self.counts["reconnects"]
+
+    @property
+    def gaps(self) -> int:
+        return self.counts["gaps"]
+
+
+class RenamedCounter:
+    """A backend whose ``reconnects`` was renamed: it has no counters to observe."""
+
+    reconnect_count = 3
+    gaps = 1
+
+
+class NotACount:
+    reconnects = "3"
+    gaps = 1
+
+
+async def test_instrument_backend_takes_backends_that_declare_counters_only() -> None:
+    from asgi_sse.redis import RedisStreamsBackend
+
+    # The Redis backend keeps them, as the typed interface says (checked by mypy here).
+    redis_backend: BackendCounters = RedisStreamsBackend()
+    assert isinstance(redis_backend, BackendCounters)
+    m = Metrics()
+    counters = m.metrics.instrument_backend(PropertyCounters())
+    m.metrics.instrument_backend(redis_backend)
+    counters.counts.update(reconnects=4, gaps=2)
+    assert m.value("asgi_sse.redis.reconnects") == 4
+    assert m.value("asgi_sse.redis.gaps") == 2
+    # Without counters, said at once, never observed as nothing.
+    for backend in (MemoryBackend(), RenamedCounter()):
+        assert not isinstance(backend, BackendCounters)
+        with pytest.raises(TypeError, match="keeps no fault counters"):
+            m.metrics.instrument_backend(backend)  # type: ignore[type-var]
+    with pytest.raises(TypeError, match=r"NotACount\.reconnects is not an int counter"):
+        m.metrics.instrument_backend(NotACount())  # type: ignore[type-var]
+    assert m.value("asgi_sse.redis.reconnects") == 4
 
 
 async def test_without_an_observer_nothing_is_counted() -> None:
