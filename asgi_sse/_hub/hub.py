@@ -17,6 +17,7 @@ layer (`asgi_sse._server`).
 
 from __future__ import annotations
 
+import logging
 import threading
 from types import TracebackType
 from typing import Any, get_args
@@ -39,6 +40,8 @@ from .observer import HubObserver, HubStats, OverflowPolicy
 from .subscription import Subscription
 
 __all__ = ("Hub",)
+
+_log = logging.getLogger("asgi_sse")
 
 
 class Hub:
@@ -249,7 +252,12 @@ class Hub:
         self._core.stats.published += 1
         observer = self._core.observer
         if observer is not None:
-            observer.on_publish(log.name, event_id, size)
+            try:
+                observer.on_publish(log.name, event_id, size)
+            except Exception:
+                # The event is stored: raising now would make a caller that retries
+                # publish it twice. Metrics must never change what was published.
+                _log.exception("asgi_sse: HubObserver.on_publish raised; ignored")
 
     def publish_from_thread(self, topic: str, event: Publishable) -> str:
         """`publish` from another thread (a worker thread, a sync framework's view):

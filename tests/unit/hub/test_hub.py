@@ -903,6 +903,28 @@ async def test_counters_and_the_observer(make_hub: MakeHub) -> None:
     assert (stats.published, stats.subscribers, stats.resets) == (1, 0, {"malformed": 1})
 
 
+@contract
+async def test_an_observer_raising_in_on_publish_does_not_fail_the_publish(
+    make_hub: MakeHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The event is stored before the hook runs: an exception there must not reach the
+    publisher, who would retry and publish it twice."""
+
+    class Broken(HubObserver):
+        def on_publish(self, topic: str, event_id: str, size: int) -> None:
+            raise RuntimeError("metrics are down")
+
+    hub = await make_hub(observer=Broken())
+    sub = hub.subscribe("news")
+    await sub.prepare_stream()
+    event_id = await hub.publish("news", "x")
+    await reached(hub, "news", event_id)
+    assert hub.head("news") == event_id
+    assert hub.stats().published == 1
+    assert "on_publish raised" in caplog.text
+    sub.close()
+
+
 async def test_memory_per_idle_subscriber_is_a_few_hundred_bytes() -> None:
     hub = Hub()
     await hub.publish("news", "warm up")
