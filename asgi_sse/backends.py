@@ -5,7 +5,8 @@ keeps them in this process, `asgi_sse.redis.RedisStreamsBackend` in Redis Stream
 several processes. To write another, implement `HubBackend` using only the names here
 (and `asgi_sse`'s): the hub never asks which backend it holds, and what differs
 between backends is declared by the backend (`HubBackend.logs_are_the_store`,
-`HubBackend.can_append_nowait`).
+`HubBackend.can_append_nowait`); runs across processes are an optional capability,
+`RunLeases`.
 
 The hub keeps one `TopicLog` per topic in each process and fans out from it; a backend
 feeds those logs through their methods (`TopicLog.append`, `TopicLog.backfill`,
@@ -13,7 +14,7 @@ feeds those logs through their methods (`TopicLog.append`, `TopicLog.backfill`,
 only reads their attributes.
 """
 
-from ._hub.backend import EARLIEST, HubBackend, LogBounds, ResumePoint
+from ._hub.backend import EARLIEST, HubBackend, LogBounds, ResumePoint, RunLeases
 from ._hub.log import NOTHING_LOST, BackfillOutcome, TopicLog
 from ._hub.memory import MemoryBackend
 from ._protocol.errors import HubUnavailable, TopicClosed
@@ -31,6 +32,7 @@ __all__ = (
     "MemoryBackend",
     "ResetReason",
     "ResumePoint",
+    "RunLeases",
     "TopicClosed",
     "TopicLog",
 )

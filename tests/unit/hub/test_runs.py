@@ -348,3 +348,10 @@ async def test_a_thousand_runs_of_five_subscribers_complete_then_expire() -> Non
             # expire_after: the finished runs' topics go (time passing signals nothing)
             while hub.stats().topics:  # noqa: ASYNC110
                 await anyio.sleep(0.05)
+
+
+async def test_run_leases_is_an_optional_capability_backends_may_lack() -> None:
+    from asgi_sse.backends import MemoryBackend, RunLeases
+
+    assert not isinstance(MemoryBackend(), RunLeases)  # a run's only home: this process
+    assert Hub(backend=MemoryBackend()).backend is not None  # nothing new is required
