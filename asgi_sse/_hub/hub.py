@@ -368,7 +368,9 @@ class Hub:
         if self._token is None or self._core.stopped:
             raise RuntimeError("enter the hub first (async with hub: ...) to start runs")
         topic = self._runs.start(producer, topic)
-        await anyio.lowlevel.checkpoint()
+        # A turn for the run to start, and no cancellation here: the run is started,
+        # the caller must get its topic.
+        await anyio.lowlevel.cancel_shielded_checkpoint()
         return topic
 
     async def cancel(self, topic: str) -> bool:

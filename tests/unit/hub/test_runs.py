@@ -28,6 +28,9 @@ from asgi_sse import (
 )
 from asgi_sse._hub import runs as hub_runs
 from asgi_sse.testing import connect
+from tests.support.redisutil import REDIS_URL, redis_prefix
+
+__all__ = ("redis_prefix",)  # a fixture, imported to be found here
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -355,3 +358,51 @@ async def test_run_leases_is_an_optional_capability_backends_may_lack() -> None:
 
     assert not isinstance(MemoryBackend(), RunLeases)  # a run's only home: this process
     assert Hub(backend=MemoryBackend()).backend is not None  # nothing new is required
+
+
+async def test_closing_a_run_s_topic_ends_the_run_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    finished = anyio.Event()
+
+    async def producer() -> AsyncIterator[str]:
+        try:
+            while True:
+                yield "tick"
+                await anyio.lowlevel.checkpoint()
+        finally:
+            finished.set()
+
+    with anyio.fail_after(10), caplog.at_level(logging.ERROR, logger="asgi_sse"):
+        async with Hub() as hub:
+            topic = await hub.run(producer())
+            await hub.close(topic, final_event="closed by the app")
+            await finished.wait()
+            frames = await read_all(hub, topic)
+            assert hub.stats().runs == 0
+            assert await hub.cancel(topic) is False
+    assert b"data: closed by the app\n" in frames[-1]  # no run_ended after the close
+    assert not any(b"run_ended" in frame for frame in frames)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_run_on_the_redis_backend_lives_in_its_process(redis_prefix: str) -> None:
+    from asgi_sse.redis import RedisStreamsBackend
+
+    async def producer() -> AsyncIterator[str]:
+        for number in range(3):
+            yield str(number)
+            await anyio.lowlevel.checkpoint()
+
+    hub = Hub(backend=RedisStreamsBackend(REDIS_URL, prefix=redis_prefix))
+    with anyio.fail_after(10):
+        async with hub:
+            topic = await hub.run(producer())
+            frames = await read_all(hub, topic)
+    assert [frame.rpartition(b"data: ")[2] for frame in frames] == [
+        b"0\n\n",
+        b"1\n\n",
+        b"2\n\n",
+        b'{"reason":"complete"}\n\n',
+    ]
