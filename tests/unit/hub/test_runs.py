@@ -264,6 +264,9 @@ async def test_runs_need_a_running_hub_and_valid_options() -> None:
     async with hub:
         with pytest.raises(TypeError, match="async iterable"):
             await hub.run(["x"])  # type: ignore[arg-type]
+        for topic in ("", 5):
+            with pytest.raises(ValueError, match="non-empty str"):
+                await hub.run(short(), topic=topic)  # type: ignore[arg-type]
 
 
 async def test_stop_ends_runs_with_shutdown_even_a_shielded_one(
