@@ -69,12 +69,12 @@ class RunLeases(Protocol):
     ``isinstance`` check, once, as the hub is made): a new member of `HubBackend`
     would make every backend written before it fail to type-check as one.
 
-    The plan the hub is to follow with it (the hub does not call it yet; the Redis
-    backend comes next): `claim_run` before the producer starts; `renew_run` every
-    third of the lease while it runs; `run_cancel_requested` beside the producer,
-    which is cancelled when it returns; after the run's `RunEnded` is published and
-    its topic closed, `release_run`. `Hub.cancel` of a topic this process does not
-    run calls `request_run_cancel`.
+    What the hub does with it (no backend of the package implements it yet; Redis
+    comes next): `claim_run` before the producer starts; `renew_run` every third of
+    the lease while it runs; `run_cancel_requested` beside the producer, which is
+    cancelled when it returns; after the run's `RunEnded` is published and its topic
+    closed (or, when the claim was lost, without publishing anything), `release_run`.
+    `Hub.cancel` of a topic this process does not run calls `request_run_cancel`.
     """
 
     async def claim_run(self, log: TopicLog, lease: float, lost: tuple[bytes, bytes]) -> bool:
@@ -100,7 +100,8 @@ class RunLeases(Protocol):
 
         Returns:
             False if the claim was lost (it lapsed, and the topic was ended ``lost``):
-            the hub then cancels the producer and publishes nothing more.
+            the hub then cancels the producer and publishes nothing more (not even
+            its `RunEnded`).
 
         Raises:
             HubUnavailable: the store cannot be reached (the hub tries again at the
@@ -113,9 +114,9 @@ class RunLeases(Protocol):
         topic closed. Drop the claim (and any cancel request). Never raises."""
         ...
 
-    async def request_run_cancel(self, log: TopicLog) -> bool:
-        """Ask whichever process holds a live claim on ``log``'s topic to cancel its
-        run (its `run_cancel_requested` returns there).
+    async def request_run_cancel(self, topic: str) -> bool:
+        """Ask whichever process holds a live claim on ``topic`` to cancel its run (its
+        `run_cancel_requested` returns there).
 
         Returns:
             True if a live claim was found (the request was made); False otherwise.

@@ -31,7 +31,7 @@ from .._protocol.frames import split_at_id
 from .._protocol.stream import Publishable
 from .._util.asgi import ASGIApp
 from .._util.checks import is_count
-from .backend import EARLIEST, HubBackend, LogBounds, check_declarations
+from .backend import EARLIEST, HubBackend, LogBounds, RunLeases, check_declarations
 from .core import HubCore
 from .lifespan import with_lifespan
 from .log import TopicLog
@@ -69,10 +69,12 @@ class Hub:
             `asgi_sse.redis.RedisStreamsBackend` across processes).
         max_running: Runs (`run`) alive at most on this process; one more raises
             `HubFull`.
-        run_lease: Seconds a process's claim on a run lasts without being renewed,
-            across processes (Redis, to come): when it lapses, subscribers everywhere
-            learn ``lost``. With the memory backend the process is the run's only
-            home and nothing can lapse: the option is checked and kept.
+        run_lease: Seconds a process's claim on a run lasts without being renewed
+            (every third of it), on a backend that runs runs across processes
+            (`asgi_sse.backends.RunLeases`; none of the package's does yet): when it
+            lapses, subscribers everywhere learn ``lost``. With the memory backend
+            the process is the run's only home and nothing can lapse: the option is
+            checked and kept.
 
     Raises:
         ValueError: for a limit that is not a positive int, an ``expire_after`` or
@@ -118,7 +120,10 @@ class Hub:
             observer=observer,
         )
         self._token: Any = None
-        self._runs = Runs(self, self._core.log, max_running)
+        backend_in_use = self._core.backend
+        # Runs across processes: the one capability found out (see `RunLeases`).
+        leases = backend_in_use if isinstance(backend_in_use, RunLeases) else None
+        self._runs = Runs(self, self._core.log, max_running, leases, float(run_lease))
         self._run_lease = float(run_lease)
 
     # The options, as given (read-only: the logs and subscriptions follow them).
@@ -360,14 +365,17 @@ class Hub:
         Raises:
             RuntimeError: the hub is not running (``async with hub`` first).
             TypeError: ``producer`` is not an async iterable.
-            ValueError: ``topic`` is not a non-empty str, or a run on it is alive.
+            ValueError: ``topic`` is not a non-empty str, or a run on it is alive
+                (here, or in another process with `asgi_sse.backends.RunLeases`).
             HubFull: ``max_running`` runs are alive on this process, or a new topic
                 finds no room (``max_topics``).
             TopicClosed: ``topic`` was closed (a finished run's, for one).
+            HubUnavailable: the backend could not claim the run (its store cannot be
+                reached).
         """
         if self._token is None or self._core.stopped:
             raise RuntimeError("enter the hub first (async with hub: ...) to start runs")
-        topic = self._runs.start(producer, topic)
+        topic = await self._runs.start(producer, topic)
         # A turn for the run to start, and no cancellation here: the run is started,
         # the caller must get its topic.
         await anyio.lowlevel.cancel_shielded_checkpoint()
@@ -378,9 +386,17 @@ class Hub:
         ``finally`` runs) and its subscribers get `RunEnded` ``cancelled``. Waits up
         to a second for the producer to end.
 
+        A run of another process is cancelled there when the backend runs runs across
+        processes (`asgi_sse.backends.RunLeases`); with the memory backend a run
+        lives in this process only.
+
         Returns:
-            True if it cancelled a live run; False for a finished or unknown one (or
-            one being cancelled already).
+            True if it cancelled a live run (or asked the process running it to);
+            False for a finished or unknown one (or one being cancelled already).
+
+        Raises:
+            HubUnavailable: the backend cannot ask another process (its store cannot
+                be reached).
         """
         return await self._runs.cancel(topic)
 

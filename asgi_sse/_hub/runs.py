@@ -24,10 +24,12 @@ from typing import Any, Protocol
 import anyio
 import anyio.lowlevel
 
-from .._protocol.errors import HubFull, TopicClosed
+from .._protocol.errors import HubFull, HubUnavailable, TopicClosed
+from .._protocol.frames import split_at_id
 from .._protocol.runs import RunEnded, RunEndedInfo, RunReason
 from .._protocol.stream import Publishable
 from .._util.closing import close_stream
+from .backend import RunLeases
 from .log import TopicLog
 
 __all__ = ("CANCEL_WAIT", "STOP_GRACE", "RunHost", "Runs")
@@ -52,30 +54,41 @@ class RunHost(Protocol):
 class _Run:
     """One run: its topic's log, the scope its producer runs in, and how it ends."""
 
-    __slots__ = ("done", "ended", "log", "reason", "scope", "topic")
+    __slots__ = ("done", "ended", "keeper", "log", "lost", "reason", "scope", "topic")
 
     def __init__(self, topic: str, log: TopicLog) -> None:
         self.topic = topic
         self.log = log
         self.scope = anyio.CancelScope()
+        self.keeper = anyio.CancelScope()  # the lease's renewals and cancel watch
         self.done = anyio.Event()
         self.reason: RunReason | None = None  # set by whoever cancels it, before that
         self.ended = False  # its RunEnded was sent (or tried) and its log let go
+        self.lost = False  # its claim lapsed: the topic was ended elsewhere
 
 
 class Runs:
     """The runs of one hub in this process (see the module)."""
 
-    __slots__ = ("host", "make_log", "max_running", "running", "tasks")
+    __slots__ = ("host", "lease", "leases", "make_log", "max_running", "running", "tasks")
 
-    def __init__(self, host: RunHost, make_log: Any, max_running: int) -> None:
+    def __init__(
+        self,
+        host: RunHost,
+        make_log: Any,
+        max_running: int,
+        leases: RunLeases | None = None,
+        lease: float = 5.0,
+    ) -> None:
         self.host = host
         self.make_log = make_log  # HubCore.log: the topic's log, made if needed
         self.max_running = max_running
+        self.leases = leases  # the backend, when it runs runs across processes
+        self.lease = lease
         self.running: dict[str, _Run] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, producer: AsyncIterable[Publishable], topic: str | None) -> str:
+    async def start(self, producer: AsyncIterable[Publishable], topic: str | None) -> str:
         """Start ``producer`` on ``topic`` (a fresh one when None) and return the topic.
 
         Raises:
@@ -83,6 +96,7 @@ class Runs:
             ValueError: ``topic`` is not a non-empty str, or a run on it is alive.
             HubFull: ``max_running`` runs are alive, or no room for a new topic.
             TopicClosed: the topic was closed (a finished run's, for one).
+            HubUnavailable: the backend could not claim the run (`RunLeases`).
         """
         if not isinstance(producer, AsyncIterable):
             raise TypeError(f"a run's producer is an async iterable, got {producer!r}")
@@ -100,21 +114,76 @@ class Runs:
         iterator = producer.__aiter__()
         log.add_subscriber()  # a live run holds its topic: it never expires under it
         run = _Run(topic, log)
-        self.running[topic] = run
-        self._spawn(run, iterator)
+        self.running[topic] = run  # before any await: the topic is taken here
+        if self.leases is not None:
+            try:
+                claimed = await self._claim(run)
+            except BaseException:
+                self._forget(run)
+                raise
+            if not claimed:
+                self._forget(run)
+                raise ValueError(f"a run is alive on topic {topic!r} in another process")
+            self._spawn(self._keep, run, self.leases)
+        self._spawn(self._drive, run, iterator)
         return topic
 
-    def _spawn(self, run: _Run, iterator: AsyncIterator[Publishable]) -> None:
+    async def _claim(self, run: _Run) -> bool:
+        assert self.leases is not None
+        lost = split_at_id(RunEnded(data=RunEndedInfo(reason="lost")))
+        claimed = False
+        with anyio.CancelScope(shield=True):  # claimed, it must be released
+            claimed = await self.leases.claim_run(run.log, self.lease, lost)
+        return claimed is True
+
+    def _forget(self, run: _Run) -> None:
+        run.log.remove_subscriber()
+        del self.running[run.topic]
+
+    def _spawn(self, function: Any, *args: Any) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             import trio  # anyio's other backend: imported there only
 
-            trio.lowlevel.spawn_system_task(self._drive, run, iterator)
+            trio.lowlevel.spawn_system_task(function, *args)
             return
-        task = loop.create_task(self._drive(run, iterator))
+        task = loop.create_task(function(*args))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def _keep(self, run: _Run, leases: RunLeases) -> None:
+        """Renew ``run``'s claim every third of the lease, and cancel the run when
+        another process asks to, or when the claim was lost; ends with the run."""
+
+        async def renew() -> None:
+            while True:
+                await anyio.sleep(self.lease / 3)
+                try:
+                    kept = await leases.renew_run(run.log, self.lease)
+                except HubUnavailable:
+                    continue  # tried again at the next renewal
+                if not kept:
+                    run.lost = True
+                    self._cancel(run, "lost")
+                    return
+
+        async def watch() -> None:
+            await leases.run_cancel_requested(run.log)
+            self._cancel(run, "cancelled")
+
+        with run.keeper:
+            try:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(renew)
+                    group.start_soon(watch)
+            except Exception:
+                _log.error("the lease of the run on topic %r failed", run.topic, exc_info=True)
+
+    def _cancel(self, run: _Run, reason: RunReason) -> None:
+        if run.reason is None:
+            run.reason = reason
+        run.scope.cancel()
 
     async def _drive(self, run: _Run, iterator: AsyncIterator[Publishable]) -> None:
         reason: RunReason = "complete"
@@ -152,30 +221,46 @@ class Runs:
             return
         run.ended = True
         try:
-            await self.host.close(run.topic, RunEnded(data=RunEndedInfo(reason=reason)))
+            if not run.lost:  # a lost run's topic was ended where the claim lapsed
+                await self.host.close(run.topic, RunEnded(data=RunEndedInfo(reason=reason)))
         except TopicClosed:
             pass  # closed already (by `Hub.close`): its subscribers have ended
         except Exception:
             _log.error("the run on topic %r could not send its end", run.topic, exc_info=True)
         finally:
+            run.keeper.cancel()
+            if self.leases is not None:
+                await self._release(run, self.leases)
             run.log.remove_subscriber()
             run.log.mark_used()  # a finished run stays resumable for expire_after
             if self.running.get(run.topic) is run:
                 del self.running[run.topic]
             run.done.set()
 
+    @staticmethod
+    async def _release(run: _Run, leases: RunLeases) -> None:
+        try:
+            await leases.release_run(run.log)
+        except Exception:
+            _log.error("the run on topic %r could not release its claim", run.topic, exc_info=True)
+
     async def cancel(self, topic: str) -> bool:
         """Cancel the run on ``topic`` and wait (`CANCEL_WAIT` at most) for its end.
 
         Returns:
-            True if it cancelled a live run; False for a finished, unknown or already
-            cancelled one.
+            True if it cancelled a live run (or, with `RunLeases`, asked the process
+            running it to); False for a finished, unknown or already cancelled one.
+
+        Raises:
+            HubUnavailable: with `RunLeases`, the store cannot be reached.
         """
         run = self.running.get(topic)
-        if run is None or run.reason is not None:
+        if run is None:
+            # Maybe another process's (`RunLeases`); memory: nobody else's.
+            return self.leases is not None and await self.leases.request_run_cancel(topic)
+        if run.reason is not None:
             return False
-        run.reason = "cancelled"
-        run.scope.cancel()
+        self._cancel(run, "cancelled")
         with anyio.move_on_after(CANCEL_WAIT):
             await run.done.wait()
         return True
@@ -188,9 +273,7 @@ class Runs:
         if not runs:
             return
         for run in runs:
-            if run.reason is None:
-                run.reason = "shutdown"
-            run.scope.cancel()
+            self._cancel(run, "shutdown")
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(STOP_GRACE):
                 for run in runs:

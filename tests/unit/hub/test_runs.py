@@ -27,6 +27,7 @@ from asgi_sse import (
     TopicClosed,
 )
 from asgi_sse._hub import runs as hub_runs
+from asgi_sse.backends import MemoryBackend, RunLeases, TopicLog
 from asgi_sse.testing import connect
 from tests.support.redisutil import REDIS_URL, redis_prefix
 
@@ -357,8 +358,6 @@ async def test_a_thousand_runs_of_five_subscribers_complete_then_expire() -> Non
 
 
 async def test_run_leases_is_an_optional_capability_backends_may_lack() -> None:
-    from asgi_sse.backends import MemoryBackend, RunLeases
-
     assert not isinstance(MemoryBackend(), RunLeases)  # a run's only home: this process
     assert Hub(backend=MemoryBackend()).backend is not None  # nothing new is required
 
@@ -438,3 +437,106 @@ async def test_leaving_async_with_hub_ends_runs_with_shutdown() -> None:
             assert hub.stats().runs == 0
     assert got[0].endswith(b"data: a\n\n")
     assert got[-1].endswith(b'data: {"reason":"shutdown"}\n\n')
+
+
+# -- runs across processes: the hub's side of RunLeases, with a fake backend -----------
+
+
+class LeaseStore:
+    """What two fake processes share: the claims, the cancel requests, the lapses."""
+
+    def __init__(self) -> None:
+        self.claims: dict[str, LeasingBackend] = {}
+        self.cancels: dict[str, anyio.Event] = {}
+        self.lapsed: set[str] = set()
+        self.released: list[str] = []
+
+
+class LeasingBackend(MemoryBackend):
+    """The memory backend plus `RunLeases` over a `LeaseStore` (public imports only)."""
+
+    def __init__(self, store: LeaseStore) -> None:
+        self.store = store
+        self.renewals = 0
+        self.renewed_twice = anyio.Event()
+        self.lost_frames: list[tuple[bytes, bytes]] = []
+
+    async def claim_run(self, log: TopicLog, lease: float, lost: tuple[bytes, bytes]) -> bool:
+        if log.name in self.store.claims:
+            return False
+        self.store.claims[log.name] = self
+        self.store.cancels[log.name] = anyio.Event()
+        self.lost_frames.append(lost)
+        return True
+
+    async def renew_run(self, log: TopicLog, lease: float) -> bool:
+        self.renewals += 1
+        if self.renewals == 2:
+            self.renewed_twice.set()
+        return log.name not in self.store.lapsed
+
+    async def release_run(self, log: TopicLog) -> None:
+        self.store.released.append(log.name)
+        del self.store.claims[log.name]
+
+    async def request_run_cancel(self, topic: str) -> bool:
+        if topic not in self.store.claims:
+            return False
+        self.store.cancels[topic].set()
+        return True
+
+    async def run_cancel_requested(self, log: TopicLog) -> None:
+        await self.store.cancels[log.name].wait()
+
+
+async def test_a_backend_with_run_leases_claims_renews_and_releases() -> None:
+    store = LeaseStore()
+    here, there = LeasingBackend(store), LeasingBackend(store)
+    assert isinstance(here, RunLeases)
+
+    async def producer() -> AsyncIterator[str]:
+        await here.renewed_twice.wait()  # renewed every third of the lease
+        yield "renewed"
+
+    with anyio.fail_after(10):
+        async with Hub(backend=here, run_lease=0.06) as hub, Hub(backend=there) as other:
+            topic = await hub.run(producer(), topic="answer")
+            with pytest.raises(ValueError, match="another process"):
+                await other.run(producer(), topic=topic)
+            assert other.stats().runs == 0
+            frames = await read_all(hub, topic)
+    assert frames[0].endswith(b"data: renewed\n\n")
+    assert frames[-1].endswith(b'data: {"reason":"complete"}\n\n')
+    assert store.released == ["answer"]
+    [(prefix, suffix)] = here.lost_frames
+    assert prefix.startswith(b"event: run_ended\n")
+    assert suffix == b'data: {"reason":"lost"}\n\n'
+
+
+async def test_run_leases_cancel_from_another_process_and_lose_a_run() -> None:
+    store = LeaseStore()
+    here, there = LeasingBackend(store), LeasingBackend(store)
+    cleaned: list[str] = []
+
+    async def producer(name: str) -> AsyncIterator[str]:
+        try:
+            yield name
+            await anyio.sleep_forever()
+        finally:
+            cleaned.append(name)
+
+    with anyio.fail_after(10):
+        async with Hub(backend=here, run_lease=0.03) as hub, Hub(backend=there) as other:
+            cancelled = await hub.run(producer("cancelled"), topic="cancelled")
+            assert await other.cancel(cancelled) is True  # asks the process running it
+            assert await other.cancel("nobody-runs-this") is False
+            frames = await read_all(hub, cancelled)
+            assert frames[-1].endswith(b'data: {"reason":"cancelled"}\n\n')
+            lost = await hub.run(producer("lost"), topic="lost")
+            store.lapsed.add(lost)  # the claim lapsed: ended "lost" elsewhere
+            while hub.stats().runs:  # noqa: ASYNC110 - the next renewal finds out
+                await anyio.sleep(0.01)
+            # Nothing published after its one event: no run_ended from this process.
+            assert str(hub.head(lost)).endswith("-1")
+    assert cleaned == ["cancelled", "lost"]
+    assert store.released == ["cancelled", "lost"]
