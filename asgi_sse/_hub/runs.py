@@ -9,8 +9,13 @@ subscriber would), so an idle topic of a live run never expires; its ``finally``
 `RunEnded` and closes the topic, whatever ended it. Publishing goes through the hub
 (`RunHost`), so a run's events are the topic's like any other: resume, priming, 204.
 
-Imports the protocol layer, the closing helper, anyio and the log; never the hub's
-facade (which passes itself as `RunHost`) or the ASGI layer.
+On a backend with `RunLeases` (runs across processes) a run is claimed before it
+starts, and a second task of the hub's own (`Runs._keep`) renews the claim and cancels
+the run when another process asks or the claim is lost; the claim is released after
+the run's end.
+
+Imports the protocol layer, the closing helper, anyio, the backend SPI and the log;
+never the hub's facade (which passes itself as `RunHost`) or the ASGI layer.
 """
 
 from __future__ import annotations
