@@ -24,6 +24,7 @@ from ._protocol.errors import (
 from ._protocol.events import BaseEvent, event_stream
 from ._protocol.parser import Comment, EventStreamParser, ParsedEvent
 from ._protocol.reset import Reset, ResetInfo
+from ._protocol.runs import RunEnded, RunEndedInfo
 from ._protocol.wire import ServerSentEvent
 from ._server.endpoint import SSEEndpoint, SSERequest
 from ._server.middleware import SSEMiddleware
@@ -54,6 +55,8 @@ __all__ = (
     "Reset",
     "ResetInfo",
     "ResumableMerge",
+    "RunEnded",
+    "RunEndedInfo",
     "SSEEndpoint",
     "SSEError",
     "SSEMiddleware",

@@ -5,8 +5,9 @@ keeps them in this process, `asgi_sse.redis.RedisStreamsBackend` in Redis Stream
 several processes. To write another, implement `HubBackend` using only the names here
 (and `asgi_sse`'s): the hub never asks which backend it holds, and what differs
 between backends is declared by the backend (`HubBackend.logs_are_the_store`,
-`HubBackend.can_append_nowait`). A backend that counts its reconnects and gaps says
-so by having `BackendCounters`' attributes (`asgi_sse.otel` reports them).
+`HubBackend.can_append_nowait`). Optional capabilities are protocols a backend may
+also implement: `RunLeases` (runs across processes) and `BackendCounters` (reconnect
+and gap counters, which `asgi_sse.otel` reports).
 
 The hub keeps one `TopicLog` per topic in each process and fans out from it; a backend
 feeds those logs through their methods (`TopicLog.append`, `TopicLog.backfill`,
@@ -14,7 +15,14 @@ feeds those logs through their methods (`TopicLog.append`, `TopicLog.backfill`,
 only reads their attributes.
 """
 
-from ._hub.backend import EARLIEST, BackendCounters, HubBackend, LogBounds, ResumePoint
+from ._hub.backend import (
+    EARLIEST,
+    BackendCounters,
+    HubBackend,
+    LogBounds,
+    ResumePoint,
+    RunLeases,
+)
 from ._hub.log import NOTHING_LOST, BackfillOutcome, TopicLog
 from ._hub.memory import MemoryBackend
 from ._protocol.errors import HubUnavailable, TopicClosed
@@ -33,6 +41,7 @@ __all__ = (
     "MemoryBackend",
     "ResetReason",
     "ResumePoint",
+    "RunLeases",
     "TopicClosed",
     "TopicLog",
 )

@@ -27,6 +27,7 @@ __all__ = (
     "HubBackend",
     "LogBounds",
     "ResumePoint",
+    "RunLeases",
     "attach_at_once",
     "check_declarations",
 )
@@ -55,6 +56,82 @@ class ResumePoint(NamedTuple):
     reset: ResetReason | None = None
     """Why that is not right after the position it gave, if it is not: the client is sent a
     `Reset` with this reason."""
+
+
+@runtime_checkable
+class RunLeases(Protocol):
+    """Runs across processes (`Hub.run`): which process runs a topic, for how long, and
+    how another process cancels it. An optional capability: a backend that has it
+    implements these methods besides `HubBackend`'s; without them (the memory backend,
+    and every backend written before runs) a run lives in the process that started it
+    and nowhere else, and nothing can lapse.
+
+    The one capability the hub finds out rather than reads from a declaration (an
+    ``isinstance`` check, once, as the hub is made): a new member of `HubBackend`
+    would make every backend written before it fail to type-check as one.
+
+    What the hub does with it (no backend of the package implements it yet; Redis
+    comes next): `claim_run` before the producer starts; `renew_run` every third of
+    the lease while it runs; `run_cancel_requested` beside the producer, which is
+    cancelled when it returns; after the run's `RunEnded` is published and its topic
+    closed (or, when the claim was lost, without publishing anything), `release_run`.
+    `Hub.cancel` of a topic this process does not run calls `request_run_cancel`.
+    """
+
+    async def claim_run(self, log: TopicLog, lease: float, lost: tuple[bytes, bytes]) -> bool:
+        """Claim ``log``'s topic for a run in this process for ``lease`` seconds
+        (`Hub.run_lease`), unless a live claim of another process holds it.
+
+        ``lost`` is the frame of `RunEnded` ``lost``, cut where its ``id:`` line goes
+        (as `HubBackend.append` takes it): when the claim lapses unrenewed, whichever
+        process sees it first appends that frame and closes the topic, once, so every
+        subscriber everywhere learns ``lost``.
+
+        Returns:
+            True if this process holds the claim now; False if another one does (the
+            hub then refuses the run with `ValueError`).
+
+        Raises:
+            HubUnavailable: the store cannot be reached; nothing was claimed.
+        """
+        ...
+
+    async def renew_run(self, log: TopicLog, lease: float) -> bool:
+        """Extend this process's claim on ``log``'s topic by ``lease`` seconds.
+
+        Returns:
+            False if the claim was lost (it lapsed, and the topic was ended ``lost``):
+            the hub then cancels the producer and publishes nothing more (not even
+            its `RunEnded`).
+
+        Raises:
+            HubUnavailable: the store cannot be reached (the hub tries again at the
+                next renewal; the claim may lapse meanwhile).
+        """
+        ...
+
+    async def release_run(self, log: TopicLog) -> None:
+        """The run on ``log``'s topic ended here: its `RunEnded` is published and the
+        topic closed. Drop the claim (and any cancel request). Never raises."""
+        ...
+
+    async def request_run_cancel(self, topic: str) -> bool:
+        """Ask whichever process holds a live claim on ``topic`` to cancel its run (its
+        `run_cancel_requested` returns there).
+
+        Returns:
+            True if a live claim was found (the request was made); False otherwise.
+
+        Raises:
+            HubUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def run_cancel_requested(self, log: TopicLog) -> None:
+        """Return once another process asked to cancel this process's run on ``log``'s
+        topic (`request_run_cancel`); the hub runs it beside the producer and cancels it
+        when the producer ends."""
+        ...
 
 
 class HubBackend(Protocol):

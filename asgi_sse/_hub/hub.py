@@ -18,7 +18,9 @@ layer (`asgi_sse._server`).
 from __future__ import annotations
 
 import logging
+import math
 import threading
+from collections.abc import AsyncIterable
 from types import TracebackType
 from typing import Any, get_args
 
@@ -31,12 +33,13 @@ from .._protocol.frames import split_at_id
 from .._protocol.stream import Publishable
 from .._util.asgi import ASGIApp
 from .._util.checks import is_count
-from .backend import EARLIEST, HubBackend, LogBounds, check_declarations
+from .backend import EARLIEST, HubBackend, LogBounds, RunLeases, check_declarations
 from .core import HubCore
 from .lifespan import with_lifespan
 from .log import TopicLog
 from .memory import MemoryBackend
 from .observer import HubObserver, HubStats, OverflowPolicy
+from .runs import Runs
 from .subscription import Subscription
 
 __all__ = ("Hub",)
@@ -68,10 +71,19 @@ class Hub:
         observer: Gets the hub's events, for metrics (`asgi_sse.otel.SSEMetrics`).
         backend: Keeps the events and assigns their ids (`MemoryBackend` by default;
             `asgi_sse.redis.RedisStreamsBackend` across processes).
+        max_running: Runs (`run`) alive at most on this process; one more raises
+            `HubFull`.
+        run_lease: Seconds a process's claim on a run lasts without being renewed
+            (every third of it), on a backend that runs runs across processes
+            (`asgi_sse.backends.RunLeases`; none of the package's does yet): when it
+            lapses, subscribers everywhere learn ``lost``. With the memory backend
+            the process is the run's only home and nothing can lapse: the option is
+            checked and kept.
 
     Raises:
-        ValueError: for a limit that is not a positive int, an ``expire_after`` that
-            is not positive, or an unknown policy.
+        ValueError: for a limit that is not a positive int, an ``expire_after`` or
+            ``run_lease`` that is not a positive finite number, or an unknown
+            policy.
         TypeError: for an ``expire_after`` that is not a number, or a ``backend`` that
             lacks a declaration of `HubBackend` (``logs_are_the_store``,
             ``can_append_nowait``).
@@ -90,8 +102,16 @@ class Hub:
         max_topics: int = 10_000,
         observer: HubObserver | None = None,
         backend: HubBackend | None = None,
+        max_running: int = 1000,
+        run_lease: float = 5.0,
     ) -> None:
         _check_options(history, history_bytes, max_topics, expire_after, on_overflow)
+        if not is_count(max_running, minimum=1):
+            raise ValueError(f"max_running must be a positive int, got {max_running!r}")
+        if isinstance(run_lease, bool) or not (
+            isinstance(run_lease, (int, float)) and math.isfinite(run_lease) and run_lease > 0
+        ):
+            raise ValueError(f"run_lease must be a positive number of seconds, got {run_lease!r}")
         if backend is not None:
             check_declarations(backend)
         self._core = HubCore(
@@ -105,6 +125,11 @@ class Hub:
         )
         self._token: Any = None
         self._loop_thread: int | None = None  # the thread of the loop it was entered in
+        backend_in_use = self._core.backend
+        # Runs across processes: the one capability found out (see `RunLeases`).
+        leases = backend_in_use if isinstance(backend_in_use, RunLeases) else None
+        self._runs = Runs(self, self._core.log, max_running, leases, float(run_lease))
+        self._run_lease = float(run_lease)
 
     # The options, as given (read-only: the logs and subscriptions follow them).
 
@@ -137,6 +162,17 @@ class Hub:
     def max_topics(self) -> int:
         """Topics held at most (read-only)."""
         return self._core.max_topics
+
+    @property
+    def max_running(self) -> int:
+        """Runs alive at most on this process (read-only)."""
+        return self._runs.max_running
+
+    @property
+    def run_lease(self) -> float:
+        """Seconds a process's claim on a run lasts unrenewed, across processes
+        (read-only)."""
+        return self._run_lease
 
     @property
     def observer(self) -> HubObserver | None:
@@ -175,9 +211,14 @@ class Hub:
         return with_lifespan(self, app)
 
     async def stop(self) -> None:
-        """End every open subscription (their responses end cleanly) and stop the
-        backend; publishing raises `TopicClosed` from now on. The hub may be entered
-        again."""
+        """End every run (its subscribers get `RunEnded` ``shutdown``) and every open
+        subscription (their responses end cleanly), and stop the backend; publishing
+        raises `TopicClosed` from now on. The hub may be entered again.
+
+        A producer gets two seconds to end once cancelled; one that shields itself
+        longer is logged and left behind (its subscribers are told the run ended),
+        then the runs' subscribers get as long to read their last event."""
+        await self._runs.stop()
         core = self._core
         core.stop()
         await self.backend.stop()
@@ -317,6 +358,70 @@ class Hub:
         await self.backend.close(log)
         log.mark_used()
 
+    # -- runs -----------------------------------------------------------------------------
+
+    async def run(self, producer: AsyncIterable[Publishable], *, topic: str | None = None) -> str:
+        """Start ``producer`` on this hub, independent of any connection, publishing
+        each item it yields to ``topic``; return the topic at once.
+
+        Clients stream it with `subscribe` like any topic, and resume after a
+        reconnect like any topic. The run ends with one `RunEnded` event (``complete``,
+        ``cancelled``, ``failed``, ``shutdown``), then the topic is closed: a client
+        that reconnects later gets what it missed, `RunEnded`, then the end; one that
+        has everything gets 204. A producer that raises is logged (logger
+        ``asgi_sse``, with its traceback) and its subscribers get ``failed``, never
+        the error's text. A run whose subscribers all left goes on to its end.
+
+        The topic's log must hold the whole run for a late client to replay it
+        (``history``, ``history_bytes``); a finished run's topic stays resumable for
+        ``expire_after`` seconds after its end (a live run's never expires).
+
+        Args:
+            producer: An async iterable of what `publish` takes.
+            topic: The topic to publish to; None for a fresh, unguessable, URL-safe
+                name (`secrets.token_urlsafe`).
+
+        Returns:
+            The run's topic.
+
+        Raises:
+            RuntimeError: the hub is not running (``async with hub`` first).
+            TypeError: ``producer`` is not an async iterable.
+            ValueError: ``topic`` is not a non-empty str, or a run on it is alive
+                (here, or in another process with `asgi_sse.backends.RunLeases`).
+            HubFull: ``max_running`` runs are alive on this process, or a new topic
+                finds no room (``max_topics``).
+            TopicClosed: ``topic`` was closed (a finished run's, for one).
+            HubUnavailable: the backend could not claim the run (its store cannot be
+                reached).
+        """
+        if self._token is None or self._core.stopped:
+            raise RuntimeError("enter the hub first (async with hub: ...) to start runs")
+        topic = await self._runs.start(producer, topic)
+        # A turn for the run to start, and no cancellation here: the run is started,
+        # the caller must get its topic.
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return topic
+
+    async def cancel(self, topic: str) -> bool:
+        """Cancel the run on ``topic``: its producer is cancelled at its ``await`` (its
+        ``finally`` runs) and its subscribers get `RunEnded` ``cancelled``. Waits up
+        to a second for the producer to end.
+
+        A run of another process is cancelled there when the backend runs runs across
+        processes (`asgi_sse.backends.RunLeases`); with the memory backend a run
+        lives in this process only.
+
+        Returns:
+            True if it cancelled a live run (or asked the process running it to);
+            False for a finished or unknown one (or one being cancelled already).
+
+        Raises:
+            HubUnavailable: the backend cannot ask another process (its store cannot
+                be reached).
+        """
+        return await self._runs.cancel(topic)
+
     # -- subscribing ----------------------------------------------------------------------
 
     def subscribe(self, *topics: str, last_event_id: str | None = None) -> Subscription:
@@ -345,6 +450,7 @@ class Hub:
 
     def stats(self) -> HubStats:
         """A copy of the counters, which later changes leave as they are."""
+        self._core.sweep()  # expired topics are not counted
         stats = self._core.stats
         delivered_events, delivered_bytes = self._core.delivered()
         return HubStats(
@@ -356,6 +462,7 @@ class Hub:
             replays=stats.replays,
             resets=dict(stats.resets),
             dropped=dict(stats.dropped),
+            runs=len(self._runs.running),
         )
 
     def head(self, topic: str) -> str | None:

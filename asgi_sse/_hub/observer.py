@@ -67,6 +67,8 @@ class HubStats:
     """`Reset` events sent, by reason."""
     dropped: dict[SubscriptionEnd, int] = field(default_factory=dict)
     """Subscriptions ended by the hub (``overflow``, ``stopped``, ``dropped``), by reason."""
+    runs: int = 0
+    """Runs (`Hub.run`) running on this process."""
 
 
 class HubObserver:

@@ -63,10 +63,11 @@ class TopicClosed(SSEError):
 
 class HubFull(SSEError):
     """The hub holds its ``max_topics`` topics, every one with subscribers: a new topic
-    would make it hold more state than it was allowed.
+    would make it hold more state than it was allowed; or `Hub.run` would start more
+    than ``max_running`` runs on this process (an app answers 429 Too Many Requests).
 
     Raised where a topic the hub does not hold yet would be made: `Hub.publish` (and
-    its siblings), `Hub.subscribe`, `Hub.close`.
+    its siblings), `Hub.subscribe`, `Hub.close`, `Hub.run`.
     """
 
 

@@ -307,6 +307,54 @@ async def check_tokens(load: Loader) -> None:
     assert refused.status == 405
 
 
+async def check_runs(load: Loader) -> None:
+    module = load("runs")
+
+    async def post(path: str, method: str = "POST") -> TestStream:
+        body = json.dumps({"prompt": "hi there"}).encode()
+        async with connect(module.app, path, method=method, body=body) as response:
+            await response.wait_finished()
+        return response
+
+    def words_of(events: list[ParsedEvent]) -> str:
+        assert (events[-1].event, json.loads(events[-1].data)) == (
+            "run_ended",
+            {"reason": "complete"},
+        )
+        return "".join(json.loads(event.data) for event in events[:-1])
+
+    async with module.hub:
+        posted = await post("/answers")
+        assert posted.status == 201
+        path = json.loads(body_of(posted))["stream"]
+        assert posted.header("location") == path
+        body = json.dumps({"prompt": "one go"}).encode()
+        headers = {"accept": "text/event-stream"}
+        async with connect(
+            module.app, "/answers", method="POST", body=body, headers=headers
+        ) as at_once:
+            events = [event async for event in at_once]
+        check_headers(at_once)
+        assert str(at_once.header("location")).startswith("/answers/")
+        assert words_of(events) == "You said: one go "
+        async with connect(module.app, path) as stream:
+            first = await stream.next_event()
+            await stream.disconnect()  # the answer goes on without anybody
+        async with connect(module.app, path, last_event_id=first.id) as stream:
+            rest = [event async for event in stream]
+        check_headers(stream)
+        assert stream.complete
+        assert words_of([first, *rest]) == "You said: hi there "
+        for last_event_id in (rest[-1].id, None):
+            unknown = "/answers/nope" if last_event_id is None else path
+            async with connect(module.app, unknown, last_event_id=last_event_id) as done:
+                await done.wait_finished()
+            assert done.status == 204  # all read, or no such answer: the browser stops
+        running = json.loads(body_of(await post("/answers")))["stream"].rpartition("/")[2]
+        assert (await post(f"/runs/{running}", "DELETE")).status == 204
+        assert (await post(f"/runs/{running}", "DELETE")).status == 404
+
+
 # -- the table --------------------------------------------------------------------------
 
 
@@ -341,6 +389,7 @@ EXAMPLES_TABLE: dict[str, Example] = {
     "howto/asyncapi_doc.py": Example(check_asyncapi_doc),
     "howto/metrics.py": Example(check_metrics),
     "howto/tokens.py": Example(check_tokens),
+    "howto/runs.py": Example(check_runs),
 }
 
 

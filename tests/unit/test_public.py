@@ -26,6 +26,8 @@ EXPECTED = {
     "ParsedEvent",
     "Reset",
     "ResetInfo",
+    "RunEnded",
+    "RunEndedInfo",
     "ResumableMerge",
     "SSEEndpoint",
     "SSEError",
