@@ -24,7 +24,7 @@ from pydantic_core import PydanticSerializationError, SchemaSerializer
 from .._util.closing import close_stream
 from .._util.compat import Self
 from .errors import InvalidEventError
-from .wire import ID_PATTERN, check_event_name, check_id, check_retry, find_forbidden_id_char
+from .wire import ID_PATTERN, check_event_name, check_id, check_retry
 
 __all__ = ("BaseEvent", "event_name_for", "event_stream")
 
@@ -66,9 +66,11 @@ class BaseEvent(BaseModel, Generic[T]):
 
     data: T
     """The payload, sent as one ``data:`` line of JSON."""
-    # Note: the wire's id rule (ID_PATTERN), checked by pydantic-core: no Python call
-    # per event. Ints are sent as decimal digits.
-    id: Annotated[str, Field(pattern=ID_PATTERN)] | StrictInt | None = None
+    # Note: the wire's id rule (ID_PATTERN), checked by pydantic-core's regex: measured
+    # cheaper than any Python check (a call from pydantic-core costs more than the
+    # scan). StrictInt first: pydantic tries the members in order, and the typed
+    # stream's ids are ints. Ints are sent as decimal digits.
+    id: StrictInt | Annotated[str, Field(pattern=ID_PATTERN)] | None = None
     """The ``id:`` line (None: none); the client sends the last one back to resume."""
     retry: StrictInt | None = Field(default=None, ge=0)
     """The ``retry:`` line: the client's reconnection delay in milliseconds (None: none)."""
@@ -105,21 +107,34 @@ class BaseEvent(BaseModel, Generic[T]):
             InvalidEventError: when `data` cannot be serialised to JSON (a lone
                 surrogate in a str, a value pydantic cannot dump).
         """
-        prefix, serializer, _, _ = _CODECS.get(type(self)) or _build_codec(type(self))
+        cls = type(self)
         try:
-            payload = serializer.to_json(self.data)
+            serializer, _, formats, _ = _CODECS[cls]
+        except KeyError:
+            serializer, _, formats, _ = _build_codec(cls)
+        # One attribute lookup, not three: pydantic's __getattr__ puts every instance
+        # attribute lookup on CPython's slow path.
+        fields = self.__dict__
+        event_id = fields["id"]
+        retry = fields["retry"]
+        try:
+            payload = serializer.to_json(fields["data"])
         except PydanticSerializationError as exc:
-            raise _unencodable(type(self), self.id, exc) from exc
-        event_id = self.id
-        retry = self.retry
+            raise _unencodable(cls, event_id, exc) from exc
         if event_id is None:
             if retry is None:
-                return b"%sdata: %s\n\n" % (prefix, payload)
-            return b"%sdata: %s\nretry: %d\n\n" % (prefix, payload, retry)
+                return formats[0] % payload
+            return formats[1] % (payload, retry)
+        if type(event_id) is int:
+            if retry is None:
+                return formats[2] % (event_id, payload)
+            return formats[3] % (event_id, payload, retry)
+        # A str (validated at construction); anything else came in through
+        # model_construct() and is formatted as before: a str subclass as text, else %d.
         id_bytes = event_id.encode() if isinstance(event_id, str) else b"%d" % event_id
         if retry is None:
-            return b"%sid: %s\ndata: %s\n\n" % (prefix, id_bytes, payload)
-        return b"%sid: %s\ndata: %s\nretry: %d\n\n" % (prefix, id_bytes, payload, retry)
+            return formats[4] % (id_bytes, payload)
+        return formats[5] % (id_bytes, payload, retry)
 
     @classmethod
     def frame(cls, data: T, *, id: str | int | None = None, retry: int | None = None) -> bytes:
@@ -137,27 +152,37 @@ class BaseEvent(BaseModel, Generic[T]):
                 surrogate in a str).
             TypeError: when `id` or `retry` has the wrong type.
         """
-        prefix, serializer, exact_type, adapter = _CODECS.get(cls) or _build_codec(cls)
+        try:
+            serializer, exact_type, formats, adapter = _CODECS[cls]
+        except KeyError:
+            serializer, exact_type, formats, adapter = _build_codec(cls)
         if type(data) is not exact_type:
             data = adapter.validate_python(data)
         try:
             payload = serializer.to_json(data)
         except PydanticSerializationError as exc:
             raise _unencodable(cls, id, exc) from exc
+        if retry is not None:
+            retry = check_retry(retry)
         if id is None:
-            lines_before_data = prefix
-        elif type(id) is int:
-            lines_before_data = b"%sid: %d\n" % (prefix, id)
-        elif type(id) is str and not find_forbidden_id_char(id):
-            try:
-                lines_before_data = b"%sid: %s\n" % (prefix, id.encode())
-            except UnicodeEncodeError:  # a lone surrogate: let check_id explain
-                lines_before_data = b"%sid: %s\n" % (prefix, check_id(id).encode())
-        else:
-            lines_before_data = b"%sid: %s\n" % (prefix, check_id(id).encode())
+            if retry is None:
+                return formats[0] % payload
+            return formats[1] % (payload, retry)
+        if type(id) is int:
+            if retry is None:
+                return formats[2] % (id, payload)
+            return formats[3] % (id, payload, retry)
+        # The wire's rule (ID_FORBIDDEN) as three scans of a C loop each, no regex; any
+        # other type, and a str that breaks the rule, go to check_id, which explains.
+        if type(id) is not str or "\n" in id or "\r" in id or "\0" in id:
+            id = check_id(id)
+        try:
+            id_bytes = id.encode()
+        except UnicodeEncodeError:  # a lone surrogate: let check_id explain
+            id_bytes = check_id(id).encode()
         if retry is None:
-            return b"%sdata: %s\n\n" % (lines_before_data, payload)
-        return b"%sdata: %s\nretry: %d\n\n" % (lines_before_data, payload, check_retry(retry))
+            return formats[4] % (id_bytes, payload)
+        return formats[5] % (id_bytes, payload, retry)
 
     @classmethod
     def decode(cls, data: str, *, id: str | None = None) -> Self:
@@ -183,13 +208,23 @@ def _unencodable(
     )
 
 
-# Per class: (event-line prefix, serializer of `data`, the payload class whose exact
-# instances need no validation - a model, which pydantic does not revalidate - and the
-# TypeAdapter of `data`), built on first use.
+# Per class: (serializer of `data`, the payload class whose exact instances need no
+# validation - a model, which pydantic does not revalidate -, the six %-formats of a
+# frame with the class's `event:` line in them (see _FORMATS), and the TypeAdapter of
+# `data`), built on first use.
 # Note: a module dict, not class attributes: pydantic's metaclass defines __getattr__,
 # which takes every class attribute lookup off CPython's fast path (~4x slower).
-_Codec = tuple[bytes, SchemaSerializer, "type | None", TypeAdapter[Any]]
+_Codec = tuple[SchemaSerializer, "type | None", tuple[bytes, ...], TypeAdapter[Any]]
 _CODECS: dict[type, _Codec] = {}
+
+# The frame's lines after the `event:` line, in the wire's field order, indexed by
+# (no id, int id, str id encoded) * 2 + (retry given): one %-format per frame, no
+# intermediate bytes.
+_FORMATS = tuple(
+    id_line + b"data: %s\n" + retry_line + b"\n"
+    for id_line in (b"", b"id: %d\n", b"id: %s\n")
+    for retry_line in (b"", b"retry: %d\n")
+)
 
 
 def _build_codec(cls: type[BaseEvent[Any]]) -> _Codec:
@@ -204,7 +239,9 @@ def _build_codec(cls: type[BaseEvent[Any]]) -> _Codec:
         else None
     )
     adapter: TypeAdapter[Any] = TypeAdapter(field.rebuild_annotation())
-    _CODECS[cls] = codec = (cls._sse_prefix, adapter.serializer, exact, adapter)
+    prefix = cls._sse_prefix.replace(b"%", b"%%")  # an event name may hold a "%"
+    formats = tuple(prefix + line for line in _FORMATS)
+    _CODECS[cls] = codec = (adapter.serializer, exact, formats, adapter)
     return codec
 
 

@@ -44,6 +44,8 @@ __all__ = (
 #: The one rule for event ids, used by `ServerSentEvent`, `BaseEvent` and
 #: `BaseEvent.frame`: CR or LF would end the `id:` line and start a forged field, and a
 #: client ignores an id that holds NUL (WHATWG HTML 9.2.6, "If the field name is id").
+#: `check_id` and `frame` test it as ``"\n" in id or "\r" in id or "\0" in id`` (three
+#: C scans, cheaper than a regex search); a test holds every checker to this string.
 ID_FORBIDDEN = "\r\n\0"
 _ID_CLASS = "".join(f"\\x{ord(char):02x}" for char in ID_FORBIDDEN)
 #: The same rule as a regular expression (pydantic checks it in pydantic-core).
@@ -107,9 +109,10 @@ def check_id(value: str | int) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             return "%d" % value  # noqa: UP031 - an IntEnum's str() is not its digits on 3.10
         value = _as_str(value, "event id", " or an int")
-    bad = find_forbidden_id_char(value)
-    if bad is not None:
-        if bad.group() == "\0":
+    # Three scans of a C loop each: cheaper than a regex search for the ids people use.
+    if "\n" in value or "\r" in value or "\0" in value:
+        bad = find_forbidden_id_char(value)  # the first one, for the message
+        if bad is not None and bad.group() == "\0":
             raise InvalidEventError(
                 f"event id must not contain NUL (got {value!r}): clients ignore such an id, "
                 "so Last-Event-ID would silently not advance; encode the value instead"
