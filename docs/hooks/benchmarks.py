@@ -114,6 +114,14 @@ def summary(text: str) -> str:
             cell += " (falls behind)"
         return cell
 
+    def fanout_ours() -> str:
+        # Encoded once per tick; and, when the run has it, a typed event built per
+        # subscriber as the peers do (`asgi_sse_typed`).
+        cell = f"{fanout_cell('asgi_sse')} encoded once"
+        if any(row[""] == "asgi_sse_typed" for row in fanout):
+            cell += f"; {fanout_cell('asgi_sse_typed')} an event per subscriber"
+        return cell
+
     def idle_cell(label: str) -> str:
         row = _row(idle, label)
         return f"{row['× minimal']}, {_number(row['asyncio tasks/conn']):g}"
@@ -129,7 +137,7 @@ def summary(text: str) -> str:
         (
             f"fan-out, server CPU per event ({subscribers} subscribers, 10 Hz; × the "
             "minimal app; lower is better)",
-            fanout_cell("asgi_sse"),
+            fanout_ours(),
             [fanout_cell(peer) for peer in peers],
         ),
         (
