@@ -28,6 +28,9 @@ How it works:
   replay and the live tail are one log with no gap and no duplicate; one ahead of this
   process's reader waits for it. The hub's ``history`` bounds what resumes exactly,
   as with the memory backend.
+* **Publishing without a hub**: `Publisher` (sync `publish` for Celery, Django, a
+  script; `apublish` for asyncio) runs the same script on the same keys, so its events
+  are the topic's like the hub's own.
 * **Runs** (`Hub.run`) across processes: a run's topic is claimed with a lease key
   (``SET <prefix>lease:<topic> <token> NX PX``), renewed every third of ``run_lease``
   by its process; `Hub.cancel` in any process flags it, and the owner notices within a
@@ -41,5 +44,6 @@ How it works:
 """
 
 from ._redis.backend import RedisStreamsBackend
+from ._redis.publisher import Publisher
 
-__all__ = ("RedisStreamsBackend",)
+__all__ = ("Publisher", "RedisStreamsBackend")
