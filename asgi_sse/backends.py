@@ -12,7 +12,8 @@ and gap counters, which `asgi_sse.otel` reports).
 The hub keeps one `TopicLog` per topic in each process and fans out from it; a backend
 feeds those logs through their methods (`TopicLog.append`, `TopicLog.backfill`,
 `TopicLog.lose_history`, `TopicLog.close`, `TopicLog.attach`, `TopicLog.detach`) and
-only reads their attributes.
+only reads their attributes. `split_at_id` encodes an event as the hub does, for code
+that appends to a backend's store without a hub (`asgi_sse.redis.Publisher`).
 """
 
 from ._hub.backend import (
@@ -26,8 +27,9 @@ from ._hub.backend import (
 from ._hub.log import NOTHING_LOST, BackfillOutcome, TopicLog
 from ._hub.memory import MemoryBackend
 from ._protocol.errors import HubUnavailable, TopicClosed
-from ._protocol.frames import IdFrame
+from ._protocol.frames import IdFrame, split_at_id
 from ._protocol.reset import ResetReason
+from ._protocol.stream import Publishable
 
 __all__ = (
     "EARLIEST",
@@ -39,9 +41,11 @@ __all__ = (
     "IdFrame",
     "LogBounds",
     "MemoryBackend",
+    "Publishable",
     "ResetReason",
     "ResumePoint",
     "RunLeases",
     "TopicClosed",
     "TopicLog",
+    "split_at_id",
 )

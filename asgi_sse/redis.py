@@ -28,6 +28,14 @@ How it works:
   replay and the live tail are one log with no gap and no duplicate; one ahead of this
   process's reader waits for it. The hub's ``history`` bounds what resumes exactly,
   as with the memory backend.
+* **Publishing without a hub**: `Publisher` (sync `publish` for Celery, Django, a
+  script; `apublish` for asyncio) runs the same script on the same keys, so its events
+  are the topic's like the hub's own.
+* **Runs** (`Hub.run`) across processes: a run's topic is claimed with a lease key
+  (``SET <prefix>lease:<topic> <token> NX PX``), renewed every third of ``run_lease``
+  by its process; `Hub.cancel` in any process flags it, and the owner notices within a
+  quarter second; when the lease lapses (its process died), a process whose
+  subscribers read the topic ends it with `RunEnded` ``lost``, once.
 * **Faults.** Redis unreachable when the hub starts: `HubUnavailable`, the app does not
   start. Redis gone later: `publish` raises `HubUnavailable`; open streams stay open
   (keep-alives go on); the readers reconnect with capped, jittered backoff and go on
@@ -36,5 +44,6 @@ How it works:
 """
 
 from ._redis.backend import RedisStreamsBackend
+from ._redis.publisher import Publisher
 
-__all__ = ("RedisStreamsBackend",)
+__all__ = ("Publisher", "RedisStreamsBackend")

@@ -70,8 +70,8 @@ class RunLeases(Protocol):
     ``isinstance`` check, once, as the hub is made): a new member of `HubBackend`
     would make every backend written before it fail to type-check as one.
 
-    What the hub does with it (no backend of the package implements it yet; Redis
-    comes next): `claim_run` before the producer starts; `renew_run` every third of
+    What the hub does with it (`asgi_sse.redis.RedisStreamsBackend` implements it):
+    `claim_run` before the producer starts; `renew_run` every third of
     the lease while it runs; `run_cancel_requested` beside the producer, which is
     cancelled when it returns; after the run's `RunEnded` is published and its topic
     closed (or, when the claim was lost, without publishing anything), `release_run`.

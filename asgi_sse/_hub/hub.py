@@ -75,7 +75,7 @@ class Hub:
             `HubFull`.
         run_lease: Seconds a process's claim on a run lasts without being renewed
             (every third of it), on a backend that runs runs across processes
-            (`asgi_sse.backends.RunLeases`; none of the package's does yet): when it
+            (`asgi_sse.backends.RunLeases`: `asgi_sse.redis.RedisStreamsBackend`): when it
             lapses, subscribers everywhere learn ``lost``. With the memory backend
             the process is the run's only home and nothing can lapse: the option is
             checked and kept.

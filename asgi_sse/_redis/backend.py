@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 from asgi_sse.backends import LogBounds, ResumePoint, TopicClosed, TopicLog
 
 from .entries import append_script, is_close_marker, newest_id
+from .leases import Leases
 from .link import DOWN, RedisLink, client_from_url
 from .locate import Locator
 from .options import check_client, check_options
@@ -138,6 +139,12 @@ class RedisStreamsBackend:
         self._group: anyio.abc.TaskGroup | None = None  # the readers' and probes' tasks
         self._host: asyncio.Task[None] | None = None  # the task that holds that group
         self._running = False
+        self._leases = Leases(
+            self._link,
+            key_of=lambda kind, name: (self.prefix + kind + name).encode("utf-8", "surrogatepass"),
+            append_args=lambda: self._append_args,
+            watched=self._watched,
+        )
 
     @property
     def reconnects(self) -> int:
@@ -172,9 +179,12 @@ class RedisStreamsBackend:
         self._read_count = min(self.read_count, bounds.max_events)
         await self._link.connect()
         self._script = self._link.client.register_script(append_script())
+        self._leases.register()
         self._readers = []
         self._reader_of = {}
         await self._start_group()
+        assert self._group is not None
+        self._group.start_soon(self._leases.poll)
         self._running = True
 
     async def _start_group(self) -> None:
@@ -207,6 +217,7 @@ class RedisStreamsBackend:
         keys = [reader.wake_key for reader in self._readers]
         self._readers = []  # (the hub drops its logs: started again, it reads afresh)
         self._reader_of = {}
+        self._leases.forget_all()
         with anyio.move_on_after(1):
             try:
                 if keys:
@@ -339,6 +350,51 @@ class RedisStreamsBackend:
         """Return once Redis answers again, probing it with backoff (at once if it
         answers, or if the backend is stopping)."""
         await self._link.wait_up(self._group)
+
+    # -- runs across processes (RunLeases) ---------------------------------------------
+
+    async def claim_run(self, log: TopicLog, lease: float, lost: tuple[bytes, bytes]) -> bool:
+        """Claim the run on ``log``'s topic: ``SET <prefix>lease:<topic> <token> NX PX``
+        and the ``lost`` frame kept beside it (see `asgi_sse.backends.RunLeases`).
+
+        Raises:
+            HubUnavailable: Redis cannot be reached; nothing was claimed.
+        """
+        return await self._leases.claim(log, lease, lost)
+
+    async def renew_run(self, log: TopicLog, lease: float) -> bool:
+        """Extend this process's lease (compared by its token); False when it lapsed,
+        and then the topic is ended ``lost`` if nobody did yet.
+
+        Raises:
+            HubUnavailable: Redis cannot be reached.
+        """
+        return await self._leases.renew(log, lease)
+
+    async def release_run(self, log: TopicLog) -> None:
+        """Drop this process's lease (compared by its token) and the run's hash."""
+        await self._leases.release(log)
+
+    async def request_run_cancel(self, topic: str) -> bool:
+        """Flag a cancel request on a live lease; the owning process polls its runs'
+        flags every quarter second.
+
+        Raises:
+            HubUnavailable: Redis cannot be reached.
+        """
+        return await self._leases.request_cancel(topic)
+
+    async def run_cancel_requested(self, log: TopicLog) -> None:
+        """Return once another process asked to cancel this process's run on ``log``."""
+        await self._leases.cancel_requested(log)
+
+    @property
+    def lapses(self) -> int:
+        """Runs this process ended ``lost`` (their process's lease lapsed)."""
+        return self._leases.lapses
+
+    def _watched(self) -> list[TopicLog]:
+        return [log for reader in self._readers for log in reader.logs.values()]
 
     def _key(self, log: TopicLog) -> bytes:
         return (self.prefix + "t:" + log.name).encode("utf-8", "surrogatepass")

@@ -218,6 +218,63 @@ async def check_redis_news(load: Loader) -> None:
         delete_prefix(f"asgi-sse:t:{topic}")
 
 
+async def check_redis_runs(load: Loader) -> None:
+    require_redis()
+    from asgi_sse.redis import RedisStreamsBackend
+
+    module = load("redis_runs")
+    topics: list[str] = []
+    try:
+        # Another worker: a second hub on the same Redis.
+        other = Hub(backend=RedisStreamsBackend(module.REDIS_URL))
+        async with module.hub, other:
+            topic = await module.start("hi there")
+            topics.append(topic)
+            async with connect(module.app, f"/{topic}") as stream:
+                events = [event async for event in stream]
+            check_headers(stream)
+            assert "".join(e.data for e in events[:-1]) == "You said: hi there "
+            assert json.loads(events[-1].data) == {"reason": "complete"}
+
+            async def forever() -> Any:
+                yield "working"
+                await anyio.sleep_forever()
+
+            long = await module.hub.run(forever())
+            topics.append(long)
+            assert await other.cancel(long) is True  # from the other worker
+            async with connect(module.app, f"/{long}") as stream:
+                events = [event async for event in stream]
+            assert (events[-1].event, json.loads(events[-1].data)) == (
+                "run_ended",
+                {"reason": "cancelled"},
+            )
+    finally:
+        for topic in topics:
+            for kind in ("t", "lease", "run"):
+                delete_prefix(f"asgi-sse:{kind}:{topic}")
+
+
+async def check_redis_publisher(load: Loader) -> None:
+    require_redis()
+    from asgi_sse.redis import RedisStreamsBackend
+
+    module = load("redis_publisher")
+    order = uuid.uuid4().hex[:12]
+    topic = f"orders-{order}"
+    try:
+        hub = Hub(backend=RedisStreamsBackend(module.REDIS_URL))
+        async with hub:
+            subscription = hub.subscribe(topic, last_event_id=Hub.EARLIEST)
+            event_id = await anyio.to_thread.run_sync(module.order_shipped, order, "1Z999")
+            await anyio.to_thread.run_sync(module.order_done, order)
+            frames = [frame async for frame in subscription]
+        assert frames == [b"event: shipped\nid: " + event_id.encode() + b'\ndata: "1Z999"\n\n']
+    finally:
+        module.publisher.disconnect()
+        delete_prefix(f"asgi-sse:t:{topic}")
+
+
 async def check_follow(load: Loader) -> None:
     module = load("follow")
     hub = Hub()
@@ -382,6 +439,8 @@ EXAMPLES_TABLE: dict[str, Example] = {
     "howto/quart_hub_hooks.py": Example(hub_app("quart_hub_hooks"), ("asyncio",)),
     "howto/news.py": Example(hub_app("news")),
     "howto/redis_news.py": Example(check_redis_news, ("asyncio",)),
+    "howto/redis_runs.py": Example(check_redis_runs, ("asyncio",)),
+    "howto/redis_publisher.py": Example(check_redis_publisher, ("asyncio",)),
     "howto/follow.py": Example(check_follow),
     "howto/test_sse2.py": Example(check_test_sse2),
     "howto/test_chat.py": Example(check_test_chat),

@@ -13,7 +13,8 @@
   that a test sees Redis come back quickly);
 - ``ASGI_SSE_TEST_PING``: the streams' keep-alive interval (default 15 s);
 - ``ASGI_SSE_TEST_READ_COUNT``: entries per topic per XREAD (default 1000, the
-  backend's).
+  backend's);
+- ``ASGI_SSE_TEST_RUN_LEASE``: the hub's ``run_lease`` (default 5 s).
 
 Routes, as in ``hub_app``: ``GET /hub?topic=T[&topic=U][&client=C]`` streams (the
 response carries ``x-pid``: which worker serves it), ``POST /hub/publish?topic=T``
@@ -21,13 +22,20 @@ publishes the body (UTF-8) as a ``note`` and answers ``{"id": ..., "pid": ...}``
 503 when Redis cannot be reached (`HubUnavailable`: never a silent drop), 409 for a
 closed topic; ``POST /hub/close?topic=T``, ``POST /hub/drop?client=C``, ``GET
 /hub/stats`` (the hub's counters, plus ``pid`` and the backend's ``reconnects`` and
-``gaps``).
+``gaps``). Runs (`Hub.run`): ``POST /runs/start?topic=T[&every=S]`` starts a run that
+publishes ``tick <n>`` notes every ``S`` seconds (0.05 by default) until cancelled,
+answering ``{"topic": ..., "pid": ...}`` or 409 when a run is alive on ``T`` (here or in
+another process); ``POST /runs/cancel?topic=T`` answers ``{"cancelled": <bool>}``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import AsyncIterator
 from typing import Any
+
+import anyio
 
 from asgi_sse import (
     EventSourceResponse,
@@ -37,9 +45,9 @@ from asgi_sse import (
     SSERequest,
     Subscription,
 )
-from asgi_sse._util.asgi import ASGIApp
+from asgi_sse._util.asgi import ASGIApp, ASGIReceiveCallable, ASGISendCallable, Scope
 from asgi_sse.redis import RedisStreamsBackend
-from tests.support.sse_app import _subscribe, hub_site
+from tests.support.sse_app import Note, _plain, _subscribe, hub_site
 
 __all__ = (
     "BLOCK_ENV",
@@ -49,6 +57,7 @@ __all__ = (
     "PREFIX_ENV",
     "READ_COUNT_ENV",
     "RECONNECT_MAX_ENV",
+    "RUN_LEASE_ENV",
     "URL_ENV",
     "app",
     "backend",
@@ -62,6 +71,7 @@ BLOCK_ENV = "ASGI_SSE_TEST_BLOCK"
 RECONNECT_MAX_ENV = "ASGI_SSE_TEST_RECONNECT_MAX"
 PING_ENV = "ASGI_SSE_TEST_PING"
 READ_COUNT_ENV = "ASGI_SSE_TEST_READ_COUNT"
+RUN_LEASE_ENV = "ASGI_SSE_TEST_RUN_LEASE"
 
 HISTORY = 16
 
@@ -74,7 +84,11 @@ backend = RedisStreamsBackend(
     reconnect_max=float(_env.get(RECONNECT_MAX_ENV, "0.5")),
     read_count=int(_env.get(READ_COUNT_ENV, "1000")),
 )
-hub = Hub(history=int(_env.get(HISTORY_ENV, str(HISTORY))), backend=backend)
+hub = Hub(
+    history=int(_env.get(HISTORY_ENV, str(HISTORY))),
+    backend=backend,
+    run_lease=float(_env.get(RUN_LEASE_ENV, "5")),
+)
 _PID = str(os.getpid())
 # client -> its latest subscription, for /hub/drop (a test server lives for a few tests).
 _subscriptions: dict[str, Subscription] = {}
@@ -90,10 +104,45 @@ def _stats() -> dict[str, Any]:
     return {"pid": _PID, "reconnects": backend.reconnects, "gaps": backend.gaps}
 
 
+async def _ticks(every: float) -> AsyncIterator[Note]:
+    number = 0
+    while True:
+        yield Note(data=f"tick {number}")
+        number += 1
+        await anyio.sleep(every)
+
+
+def with_runs(site: ASGIApp) -> ASGIApp:
+    """``site`` with the ``/runs/start`` and ``/runs/cancel`` routes."""
+
+    async def runs(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/runs/"):
+            await site(scope, receive, send)
+            return
+        query = dict(
+            pair.split("=", 1) for pair in scope["query_string"].decode().split("&") if pair
+        )
+        topic = query.get("topic", "")
+        if scope["path"] == "/runs/start":
+            try:
+                await hub.run(_ticks(float(query.get("every", "0.05"))), topic=topic)
+            except ValueError as exc:
+                await _plain(send, 409, str(exc).encode())
+                return
+            answer: dict[str, Any] = {"topic": topic, "pid": _PID}
+        else:
+            answer = {"cancelled": await hub.cancel(topic), "pid": _PID}
+        await _plain(send, 200, json.dumps(answer).encode(), b"application/json")
+
+    return runs
+
+
 app: ASGIApp = GracefulShutdown(
     hub.lifespan(
         SSEMiddleware(
-            hub_site(hub, _subscriptions, extra=_stats), routes={"/hub": hub_stream}, ping=PING
+            with_runs(hub_site(hub, _subscriptions, extra=_stats)),
+            routes={"/hub": hub_stream},
+            ping=PING,
         )
     )
 )
