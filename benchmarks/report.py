@@ -217,17 +217,36 @@ class Target:
 
 
 _HUB_SUBSCRIBER_PATH = (
-    "the hub's subscriber path is the response's own (the fan-out row above: "
-    "1.2-1.3x) plus its cursor: per delivered event a subscriber is woken through an "
-    "anyio event (a wrapper around asyncio's), looks for a frame before it waits and "
-    "after it is woken, and the response asks once more whether another is ready "
-    "before it sends. cProfile of the hub server under 1,000 subscribers: 3 "
-    "`next_ready` calls per event (returning None, no exception), "
-    "`Subscription.__anext__` + `_wait` + anyio's and asyncio's `Event.wait` about a "
-    "quarter of the library's own time, `send_frames` + `pump` about a third. "
-    "`minimal` is one generator per subscriber waiting on the ticker's asyncio event. "
-    "At 5,000 subscribers the hub saturates the core (100% CPU) and falls behind "
-    "(~30k of 50k events/s), as the plain response does; p99 follows CPU"
+    "in-process, under callgrind (`benchmarks/hub_profile.py --instructions`, 1,000 "
+    "subscribers, one event per wake-up), the lean delivery path of issue 18 (a bare "
+    "loop future per parked subscriber instead of anyio's event chain, one look for a "
+    "frame per wake-up, counters kept once) cut 34,562 to ~26,000 instructions per "
+    "delivered event, against 18,600 for the hand-written broadcaster (1.86x to 1.40x). "
+    "What is left is about half the server layer's (the connection's send bookkeeping: "
+    "the time stamp `send_timeout` needs, the state, the fair share; the pump's last "
+    "`next_ready` call that finds nothing; the response's coroutine frames) and half "
+    "the subscription's (an `__anext__` per frame, its state checks, two counters). The "
+    "broadcaster watches for no disconnect, keep-alive or stalled client"
+)
+_HUB_SATURATED = (
+    "at 5,000 subscribers x 10 Hz the hub needs more than the one core it has (22.6 us "
+    "x 50,000 events/s), so it runs at 100% and its publisher, in the same loop, falls "
+    "behind: 43,000 of 50,000 events/s delivered (38,000 before issue 18); latency "
+    "follows CPU. `minimal` needs 0.9 of the core. The cost per event: see the "
+    "1,000-subscriber row, "
+)
+_COALESCING = (
+    "a plain generator's events go out one `send` each, as `minimal_pydantic`'s do, and "
+    "cost more on the way: in-process under callgrind the pump and the connection add "
+    "~4,100 instructions per event to a hand-written `async for` (~950 of them the turn "
+    "given to other tasks every ~32 sends), and `Tick(...)` is a second pydantic "
+    "validation (~9,900). Joining a burst's frames into one `send` would pass this "
+    "(a prototype that held them while the stream ran on and flushed them when it "
+    "suspended measured 1.5-1.7x `minimal_pydantic`, 2.8x sse-starlette in a quick "
+    "run) but it sends while the stream sits in one of its own awaits: a shielded "
+    "await would then protect the response's send from a frozen or departed client, "
+    "and three semantics tests fail (docs: explanation/performance.md). `buffered()` "
+    "runs the stream in a task of its own and joins what is ready"
 )
 
 
@@ -240,12 +259,7 @@ TARGETS: tuple[Target, ...] = (
         "minimal_pydantic",
         1.0,
         False,
-        "a plain generator goes out one `send` per event, like `minimal_pydantic`, and its "
-        "events cost a second pydantic validation each (building `Tick(...)`); joining "
-        "ready events into one `send` would need to know whether the next event is ready "
-        "without running the generator - the old pump stepped it by hand, which broke the "
-        "stream's own timeouts and shields on asyncio, and is gone. `buffered()` runs a "
-        "stream in a task of its own and joins what is ready: the next row",
+        _COALESCING + ": the next row",
     ),
     Target(
         "burst events/s vs `minimal_pydantic`, `buffered()` stream",
@@ -265,14 +279,7 @@ TARGETS: tuple[Target, ...] = (
         "sse_starlette",
         3.0,
         False,
-        "sse-starlette sends one event per `send` too; the old 3.5x+ came from joining "
-        "ready events, which needed the generator stepped by hand (gone: see the first "
-        "row). What is left is what typed encoding and the pump save per event. Under "
-        "callgrind, per event of this burst: the plain pump costs ~8,200 instructions "
-        "beside the stream (encode call, the connection's send with its time stamp and "
-        "flags, a turn for other tasks every ~30 sends), building `Tick(...)` ~9,500, "
-        "encoding it ~11,600 (vs ~15,800 for `model_dump_json` + f-string). "
-        "`asgi_sse_buffered` is the same stream in `buffered()`",
+        "sse-starlette sends one event per `send` too; 3x needs joined writes. " + _COALESCING,
     ),
     Target(
         "fan-out server CPU per event vs `minimal`",
@@ -282,10 +289,7 @@ TARGETS: tuple[Target, ...] = (
         "minimal",
         1.3,
         True,
-        "at the bound, within this machine's noise: full runs of the same code measured "
-        "1.23x and 1.31x, and `--only fanout` runs 1.20-1.22x; the stepping pump this "
-        "replaced measured 1.20x in its own run. Per event the request task now also "
-        "counts bytes for the turn it gives other tasks every ~30 sends",
+        "",
     ),
     Target(
         "fan-out server CPU per event, a typed event built per subscriber "
@@ -296,7 +300,15 @@ TARGETS: tuple[Target, ...] = (
         "minimal_pydantic",
         1.15,
         True,
-        "",
+        "per event and subscriber asgi-sse builds the event object (a second pydantic "
+        "validation, ~9,900 instructions) where `minimal_pydantic` dumps its model into "
+        "an f-string, and the response does more per send than a bare `await send` "
+        "(~2,600-3,900 instructions in-process, within that harness's noise of ~900: "
+        "the time stamp `send_timeout` needs, the state, the fair-share count) and keeps "
+        "a watcher per connection for disconnects, keep-alives and stalled clients "
+        "(~26 more GC-tracked objects per parked connection than a bare generator, which "
+        "lengthen every full collection). Encoding once per tick (`Tick.frame`, the "
+        "`asgi_sse` row) is the library's way to fan out: 1.12x `minimal`",
     ),
     Target(
         "fan-out p99 latency, ms",
@@ -344,13 +356,15 @@ TARGETS: tuple[Target, ...] = (
         "hand-written",
         0.9,
         False,
-        "building the event object is a second pydantic validation (~9,500 instructions "
-        "under callgrind, as much as building the payload model), while encoding it "
-        "(~9,700, of which pydantic-core's `to_json` 5,800) already costs less than "
-        "`model_dump_json()` (13,300) + f-string. A pure-Python `__init__` that skips "
-        "validation for exact payload instances measured 12,800 instructions (2.1 vs 1.3 "
-        "µs): slower than pydantic-core, so not kept. For hot paths, `Tick.frame(data, "
-        "id=...)` encodes without building the object: the next row",
+        "building the event object is a pydantic validation: a one-field model costs "
+        "~7,700 instructions in pydantic-core, each defaulted field (`id`, `retry`) ~580 "
+        "more. Issue 18 made encoding cheaper (per-class frame formats, the id union "
+        "tried int first, no regex for ids in `frame()` or `check_id()`): under callgrind "
+        "the whole object path went from 0.84x to 0.88x the hand-written cost; checking a "
+        "str id in Python instead of pydantic-core's pattern cost ~1,100 instructions "
+        "more, so construction keeps the pattern. The remaining ~550 instructions are "
+        "pydantic-core's and pydantic's `__getattr__`. `Tick.frame(data, id=...)` "
+        "encodes without building the object: the next row",
     ),
     Target(
         "encode, hot path `Tick.frame(data, id=i)` vs hand-written",
@@ -402,7 +416,7 @@ TARGETS: tuple[Target, ...] = (
         "minimal@5000",
         1.3,
         True,
-        _HUB_SUBSCRIBER_PATH,
+        _HUB_SATURATED + _HUB_SUBSCRIBER_PATH,
     ),
     Target(
         "hub fan-out, 5,000 subscribers: keeps up (delivered / published events, "
@@ -413,7 +427,7 @@ TARGETS: tuple[Target, ...] = (
         None,
         0.98,
         False,
-        _HUB_SUBSCRIBER_PATH,
+        _HUB_SATURATED + _HUB_SUBSCRIBER_PATH,
     ),
     Target(
         "hub idle RSS per subscriber vs `minimal` per idle connection",
@@ -423,10 +437,7 @@ TARGETS: tuple[Target, ...] = (
         "minimal",
         1.5,
         True,
-        "at the bound: a subscription adds ~0.7 KiB of RSS to an idle response (14.9 vs "
-        "14.2 KiB in the idle table; tracemalloc counts ~400 B for the cursor itself, in "
-        "tests/unit/hub/test_hub.py): the Subscription object, its per-topic lists, the shared "
-        "wake-up's future per waiter",
+        "",
     ),
 )
 
