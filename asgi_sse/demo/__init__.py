@@ -1,5 +1,5 @@
-"""The demo: three streams (plain, typed, merged), a chat on a `Hub`, and a live page, as
-one ASGI app.
+"""The demo: three streams (plain, typed, merged), a chat on a `Hub`, answers of a fake
+model run on the hub, and two live pages, as one ASGI app.
 
 - ``/sse?message=hello``  plain `ServerSentEvent`s named ``echo``, ids from 0, JSON data
   with ``message`` and ``created_at``, one per second (step one);
@@ -16,7 +16,19 @@ one ASGI app.
   ``ChatMessage``; 204 with the event's id in ``x-event-id``;
 - ``POST /chat/drop?client=<id>`` ends that client's stream now (204, or 404): its
   browser reconnects by itself with its Last-Event-ID and resumes with no gap;
+- ``POST /answer?tokens=200&interval=0.05`` a form or JSON body with ``text`` (the
+  prompt): starts a run of a fake model (`Hub.run`) that streams ``tokens`` tokens, one
+  every ``interval`` seconds; 201 with ``{"topic", "stream"}`` and a ``location``;
+- ``/answer/<topic>``      the answer: a ``token`` event per token, then ``run_ended``
+  (``{"reason": ...}``); a reconnect resumes after its Last-Event-ID, and one that has
+  everything gets 204, which stops the browser;
+- ``POST /answer/<topic>/drop`` ends this worker's streams of the answer now (204, or
+  404): the browser reconnects by itself and resumes with no gap;
+- ``POST /answer/<topic>/stop`` cancels the run (204, or 404 when it is not running):
+  ``run_ended`` ``cancelled``;
 - ``/`` a page that opens the three streams and the chat with the browser's EventSource;
+- ``/answer`` a page of its own (one EventSource): a prompt, the answer as it grows, and
+  "drop connection" and "stop" buttons;
 - ``/stats`` open and finished streams, the Last-Event-ID each reconnect sent, and the
   chat's counters;
 - ``/asyncapi.json`` the AsyncAPI 3.0 document of the typed streams (`asgi_sse.schema`).
@@ -58,6 +70,7 @@ from asgi_sse import (
 from asgi_sse.schema import asyncapi
 from asgi_sse.types import Receive, Scope, Send
 
+from .answer import Answers
 from .chat import (
     MAX_BODY,
     MAX_CLIENTS,
@@ -224,6 +237,7 @@ class _Site:
 
     def __init__(self, room: ChatRoom) -> None:
         self.room = room
+        self.answers = Answers(room.hub)
         self.chat = SSEEndpoint(room.stream, methods=("GET", "HEAD"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -241,6 +255,11 @@ class _Site:
             if path == "/":
                 page = files(__package__).joinpath("page.html").read_bytes()
                 await answer(send, 200, page, b"text/html; charset=utf-8")
+            elif path == "/answer" and request.method in ("GET", "HEAD"):
+                page = files(__package__).joinpath("answer.html").read_bytes()
+                await answer(send, 200, page, b"text/html; charset=utf-8")
+            elif path == "/answer" or path.startswith("/answer/"):
+                await self.answers(request, scope, receive, send)
             elif path == "/stats":
                 body = json.dumps({**stats, "chat": self.room.stats()}).encode()
                 await answer(send, 200, body, b"application/json")
@@ -311,7 +330,8 @@ def _backend() -> HubBackend | None:
     )
 
 
-#: The demo's hub: the chat's last 1,000 messages, for reconnects to resume from.
-hub = Hub(history=1000, backend=_backend())
+#: The demo's hub: a topic keeps its last 5,000 events (the chat's messages, a whole
+#: answer), for reconnects to resume from; a finished answer stays 10 minutes.
+hub = Hub(history=5000, expire_after=600.0, max_running=100, backend=_backend())
 #: The demo app. `GracefulShutdown` makes Ctrl+C end every open stream at once.
 app = create_app(hub)

@@ -1,8 +1,8 @@
 """``python -m asgi_sse.demo [--host 127.0.0.1] [--port 8000] [--server uvicorn|hypercorn]
 [--redis URL [--workers N]]``
 
-``--redis`` puts the chat's hub on Redis Streams (``pip install -e '.[demo,redis]'``), so
-that ``--workers 2`` (uvicorn) share it.
+``--redis`` puts the demo's hub (the chat, the answers' runs) on Redis Streams
+(``pip install -e '.[demo,redis]'``), so that ``--workers 2`` (uvicorn) share it.
 """
 
 from __future__ import annotations

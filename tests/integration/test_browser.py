@@ -12,6 +12,7 @@ with nothing lost and nothing twice; and a closed topic must make it stop for go
 
 from __future__ import annotations
 
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,11 +22,13 @@ import httpx
 import pytest
 
 from asgi_sse._protocol.cursor import parse_cursor, source_key
+from asgi_sse.demo.answer import fake_words
 from tests.support.browser import TIMEOUT_MS, browser
-from tests.support.servers import DEMO_APP, TEST_APP, Server, running
+from tests.support.redisutil import REDIS_URL, redis_prefix
+from tests.support.servers import DEMO_APP, TEST_APP, Server, launched, running, wait_until
 from tests.support.sse_app import EXPECTED
 
-__all__ = ("browser",)  # a fixture, imported to be found here
+__all__ = ("browser", "redis_prefix")  # fixtures, imported to be found here
 
 CHAT_APP = "tests.support.sse_app:chat_app"
 STREAMS = ("sse", "sse2", "sse3")
@@ -275,3 +278,154 @@ def test_a_closed_chat_makes_the_browser_stop_reconnecting(chat_server: Server, 
         stats = http.get("/stats").json()["chat"]
         assert (stats["subscribers"], stats["clients"]) == (0, 0)
         assert http.post("/chat/publish", data={"text": "too late"}).status_code == 409
+
+
+# -- the answer page: a run on the hub, one EventSource ---------------------------------
+
+#: The page's answer state, without its EventSource object.
+ANSWER_STATE = "() => { const { source, ...state } = window.answer; return state; }"
+PROMPT = "Tell me about server-sent events"
+
+
+@pytest.fixture(scope="module")
+def answer_server() -> Iterator[Server]:
+    """``python -m asgi_sse.demo`` (uvicorn)."""
+    with running("demo", DEMO_APP) as server:
+        yield server
+
+
+def ask(page: Any, server: Server, query: str) -> str:
+    """Open the answer page with ``query``, ask, and return the answer's topic."""
+    page.goto(server.url(f"/answer?{query}"))
+    page.fill("#prompt", PROMPT)
+    page.click("#start")
+    page.wait_for_function("() => window.answer.topic !== null")
+    return str(page.evaluate("window.answer.topic"))
+
+
+def test_an_answer_resumes_through_three_drops_then_the_servers_204_closes_it(
+    answer_server: Server, page: Any
+) -> None:
+    # keep_open=1: the page leaves its EventSource open after run_ended, so that what
+    # stops it is the server's 204 to its reconnect.
+    topic = ask(page, answer_server, "tokens=2000&interval=0.002&keep_open=1")
+    with httpx.Client(base_url=answer_server.base_url, timeout=10) as http:
+        for connection, at in enumerate((500, 1000, 1500), start=1):
+            page.wait_for_function(
+                "([connection, at]) => window.answer.opens.length === connection"
+                " && window.answer.tokens.length >= at",
+                arg=[connection, at],
+            )
+            assert http.post(f"/answer/{topic}/drop").status_code == 204
+    page.wait_for_function(
+        "() => window.answer.reason !== null"
+        " && window.answer.source.readyState === EventSource.CLOSED"
+    )
+    state = page.evaluate(ANSWER_STATE)
+    tokens = state["tokens"]
+    # Every token exactly once, in order, each with its own id.
+    assert [token["text"] for token in tokens] == fake_words(PROMPT, 2000)
+    assert len({token["id"] for token in tokens}) == 2000
+    assert state["reason"] == "complete"
+    # Four connections: the first, then one per drop, each resuming after the last
+    # token it had; then the end of the body after run_ended, a reconnect, and its
+    # 204: the EventSource closed for good (readyState 2), with no further attempt.
+    assert len(state["opens"]) == 4
+    assert state["opens"][0] is None
+    ids = [token["id"] for token in tokens]
+    for last in state["opens"][1:]:
+        assert last in ids
+    assert state["errors"] == [0, 0, 0, 0, 2]
+    assert page.text_content("#state") == "closed"
+    assert page.text_content("#reason") == "the run ended: complete"
+    assert page.text_content("#resume").startswith("reconnect #3: resumed after Last-Event-ID ")
+    assert page.text_content("#text") == "".join(fake_words(PROMPT, 2000))
+
+
+def test_the_answer_page_closes_its_eventsource_on_run_ended(
+    answer_server: Server, page: Any
+) -> None:
+    ask(page, answer_server, "tokens=30&interval=0.005")
+    page.wait_for_function("() => window.answer.reason !== null")
+    state = page.evaluate(ANSWER_STATE)
+    assert state["reason"] == "complete"
+    assert [token["text"] for token in state["tokens"]] == fake_words(PROMPT, 30)
+    assert page.evaluate("window.answer.source.readyState") == 2  # closed by the page
+    assert state["errors"] == []  # it never saw the end of the body
+    assert page.text_content("#state") == "closed"
+
+
+def test_the_stop_button_cancels_the_run(answer_server: Server, page: Any) -> None:
+    ask(page, answer_server, "tokens=4000&interval=0.01")
+    page.wait_for_function("() => window.answer.tokens.length >= 5")
+    page.click("#stop")
+    page.wait_for_function("() => window.answer.reason !== null")
+    state = page.evaluate(ANSWER_STATE)
+    assert state["reason"] == "cancelled"
+    assert 5 <= len(state["tokens"]) < 4000
+    assert [token["text"] for token in state["tokens"]] == fake_words(PROMPT, len(state["tokens"]))
+    assert page.text_content("#reason") == "the run ended: cancelled"
+    assert page.evaluate("window.answer.source.readyState") == 2
+
+
+def test_the_drop_button_resumes_the_answer(answer_server: Server, page: Any) -> None:
+    ask(page, answer_server, "tokens=300&interval=0.005")
+    page.wait_for_function("() => window.answer.tokens.length >= 20")
+    page.click("#drop")
+    page.wait_for_function("() => window.answer.reason !== null")
+    state = page.evaluate(ANSWER_STATE)
+    assert [token["text"] for token in state["tokens"]] == fake_words(PROMPT, 300)
+    assert len(state["opens"]) == 2
+    assert state["opens"][1] in [token["id"] for token in state["tokens"]]
+
+
+@pytest.fixture
+def answer_workers(redis_prefix: str) -> Iterator[Server]:
+    """``python -m asgi_sse.demo --redis URL --workers 2``, its keys under a prefix of
+    this test's own."""
+
+    def argv(port: int) -> list[str]:
+        demo = [sys.executable, "-m", "asgi_sse.demo", "--port", str(port)]
+        return [*demo, "--redis", REDIS_URL, "--workers", "2"]
+
+    with launched("demo", argv, env={"ASGI_SSE_DEMO_REDIS_PREFIX": redis_prefix}) as server:
+        yield server
+
+
+def drop_on_its_worker(server: Server, topic: str) -> int:
+    """POST the drop over new connections until the worker holding the page's stream
+    gets one (a drop ends the streams of the worker it reaches only); the attempts."""
+    attempts = 0
+
+    def dropped() -> bool:
+        nonlocal attempts
+        attempts += 1
+        status = httpx.post(server.url(f"/answer/{topic}/drop"), timeout=10).status_code
+        assert status in (204, 404), status
+        return status == 204
+
+    wait_until(dropped, 20, "a drop that reaches the worker of the page's stream", 0)
+    return attempts
+
+
+def test_an_answer_on_redis_resumes_across_two_workers(answer_workers: Server, page: Any) -> None:
+    topic = ask(page, answer_workers, "tokens=2000&interval=0.004&keep_open=1")
+    attempts = []
+    for connection, at in enumerate((500, 1000, 1500), start=1):
+        page.wait_for_function(
+            "([connection, at]) => window.answer.opens.length === connection"
+            " && window.answer.tokens.length >= at",
+            arg=[connection, at],
+        )
+        attempts.append(drop_on_its_worker(answer_workers, topic))
+    page.wait_for_function(
+        "() => window.answer.reason !== null"
+        " && window.answer.source.readyState === EventSource.CLOSED"
+    )
+    state = page.evaluate(ANSWER_STATE)
+    assert [token["text"] for token in state["tokens"]] == fake_words(PROMPT, 2000)
+    assert len({token["id"] for token in state["tokens"]}) == 2000
+    assert state["reason"] == "complete"
+    assert len(state["opens"]) == 4
+    assert state["errors"] == [0, 0, 0, 0, 2]
+    print(f"\ndrop attempts until one reached the stream's worker: {attempts}")

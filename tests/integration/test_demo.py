@@ -17,6 +17,7 @@ import pytest
 from asgi_sse import Hub, ParsedEvent, SSEEndpoint
 from asgi_sse._protocol.cursor import parse_cursor, source_key
 from asgi_sse.demo import Echo, ReverseEcho, app, create_app, stats
+from asgi_sse.demo.answer import MAX_TOKENS, fake_words
 from asgi_sse.demo.chat import (
     CHAT_TOPIC,
     MAX_BODY,
@@ -421,3 +422,123 @@ async def test_a_websocket_is_refused() -> None:
     scope = {"type": "websocket", "asgi": {"version": "3.0"}, "path": "/", "headers": []}
     sent = await call(create_app(Hub()), scope, [{"type": "websocket.connect"}])
     assert [m["type"] for m in sent] == ["websocket.close"]
+
+
+# -- the answers ------------------------------------------------------------------------
+
+
+async def start_answer(target: ASGIApp, query: str = "tokens=20&interval=0.001") -> str:
+    """POST /answer; the stream's path."""
+    status, response = await post(target, f"/answer?{query}", b"text=hi%20there")
+    assert status == 201, response.messages
+    body = b"".join(m["body"] for m in response.messages if m["type"] == "http.response.body")
+    started = json.loads(body)
+    assert response.header("location") == started["stream"] == f"/answer/{started['topic']}"
+    return str(started["stream"])
+
+
+def tokens_of(events: list[ParsedEvent]) -> list[str]:
+    assert {e.event for e in events} == {"token"}
+    return [json.loads(e.data) for e in events]
+
+
+async def test_an_answer_streams_its_tokens_then_run_ended_then_ends() -> None:
+    hub = Hub()
+    demo = create_app(hub)
+    async with hub:
+        stream_path = await start_answer(demo)
+        async with connect(demo, stream_path) as stream:
+            events = await stream.events(21)
+            await stream.wait_finished()
+    assert stream.complete
+    assert tokens_of(events[:20]) == fake_words("hi there", 20)
+    assert (events[20].event, json.loads(events[20].data)) == ("run_ended", {"reason": "complete"})
+    ids = [e.id for e in events]
+    assert len(set(ids)) == 21
+    assert all(ids)
+    # A reconnect that has everything: 204, the browser stops.
+    async with connect(demo, stream_path, last_event_id=ids[-1]) as again:
+        await again.wait_finished()
+    assert again.status == 204
+
+
+async def test_a_dropped_answer_resumes_after_its_last_event_id_exactly() -> None:
+    hub = Hub()
+    demo = create_app(hub)
+    async with hub:
+        stream_path = await start_answer(demo, "tokens=60&interval=0.005")
+        async with connect(demo, stream_path) as first:
+            before = await first.events(10)
+            status, _ = await post(demo, f"{stream_path}/drop")
+            assert status == 204
+            await first.wait_finished()
+        assert first.complete  # a clean end: the browser reconnects
+        seen = before + [e async for e in first]  # what came before the drop ended it
+        last = first.last_event_id
+        async with connect(demo, stream_path, last_event_id=last) as second:
+            rest: list[ParsedEvent] = []
+            while not rest or rest[-1].event != "run_ended":
+                rest.append(await second.next_event())
+            await second.wait_finished()
+        status, _ = await post(demo, f"{stream_path}/drop")
+        assert status == 404  # nothing streams it any more
+    assert seen[-1].id == last
+    assert len(seen) < 60  # the drop came mid-way
+    assert json.loads(rest[-1].data) == {"reason": "complete"}
+    assert tokens_of(seen) + tokens_of(rest[:-1]) == fake_words("hi there", 60)
+
+
+async def test_stop_cancels_the_run() -> None:
+    hub = Hub()
+    demo = create_app(hub)
+    async with hub:
+        stream_path = await start_answer(demo, "tokens=1000&interval=0.01")
+        async with connect(demo, stream_path) as stream:
+            await stream.events(2)
+            status, _ = await post(demo, f"{stream_path}/stop")
+            assert status == 204
+            events = [await stream.next_event()]
+            while events[-1].event != "run_ended":
+                events.append(await stream.next_event())
+            await stream.wait_finished()
+        assert json.loads(events[-1].data) == {"reason": "cancelled"}
+        status, _ = await post(demo, f"{stream_path}/stop")
+        assert status == 404  # not running any more
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "/answer?tokens=0", b"text=hi", 400),
+        ("POST", f"/answer?tokens={MAX_TOKENS + 1}", b"text=hi", 400),
+        ("POST", "/answer?tokens=x", b"text=hi", 400),
+        ("POST", "/answer?interval=0", b"text=hi", 400),
+        ("POST", "/answer?interval=nan", b"text=hi", 400),
+        ("POST", "/answer", b"text=", 422),
+        ("POST", "/answer", b"nothing=here", 400),
+        ("GET", "/answer/chat", b"", 404),  # not an answer's topic: no other topic is read
+        ("GET", "/answer/answer-short", b"", 404),
+        ("POST", "/answer/answer-aaaaaaaaaaaaaaaaaaaaaa/stop", b"", 404),
+        ("POST", "/answer/answer-aaaaaaaaaaaaaaaaaaaaaa/drop", b"", 404),
+        ("POST", "/answer/answer-aaaaaaaaaaaaaaaaaaaaaa/other", b"", 404),
+        ("GET", "/answer/answer-aaaaaaaaaaaaaaaaaaaaaa/stop", b"", 405),
+    ],
+)
+async def test_answer_refuses_bad_input(method: str, path: str, body: bytes, status: int) -> None:
+    hub = Hub()
+    demo = create_app(hub)
+    headers = {"content-type": FORM}
+    async with hub:
+        async with connect(demo, path, method=method, headers=headers, body=body) as response:
+            await response.wait_finished()
+        assert response.status == status
+        assert hub.stats().runs == 0
+
+
+async def test_the_answer_page_is_served() -> None:
+    async with connect(app, "/answer") as response:
+        await response.wait_finished()
+    assert response.status == 200
+    assert response.header("content-type") == "text/html; charset=utf-8"
+    page = b"".join(m["body"] for m in response.messages if m["type"] == "http.response.body")
+    assert page.count(b"new EventSource(") == 1
