@@ -143,7 +143,6 @@ class RedisStreamsBackend:
             self._link,
             key_of=lambda kind, name: (self.prefix + kind + name).encode("utf-8", "surrogatepass"),
             append_args=lambda: self._append_args,
-            watched=self._watched,
         )
 
     @property
@@ -392,9 +391,6 @@ class RedisStreamsBackend:
     def lapses(self) -> int:
         """Runs this process ended ``lost`` (their process's lease lapsed)."""
         return self._leases.lapses
-
-    def _watched(self) -> list[TopicLog]:
-        return [log for reader in self._readers for log in reader.logs.values()]
 
     def _key(self, log: TopicLog) -> bytes:
         return (self.prefix + "t:" + log.name).encode("utf-8", "surrogatepass")

@@ -16,12 +16,17 @@ Cancel requests: `request_run_cancel` sets ``x`` (if the lease is alive); the ow
 process looks at ``x`` of its runs every `CANCEL_POLL` seconds (one pipelined round trip
 for all of them), so a run is cancelled within that plus a round trip of the request.
 
-Lapses: every `WATCH_POLL` seconds a process checks, in one pipelined round trip, the
-lease keys of the topics it reads (those with subscribers here). A lease it saw alive
-and now finds gone, on a topic still open, runs `LAPSE` - which appends the ``lost``
-frame and the close marker only if the lease is still gone, the ``run:`` hash is still
-there and the stream is not closed - so exactly one process ends the topic, whoever
-sees it first. The owner's own renewal does the same when it finds its lease gone.
+* ``<prefix>runs`` - a sorted set of every live run's topic, scored by its lease's
+  deadline in milliseconds of the Redis server's own clock (``TIME``, so the processes'
+  clocks do not matter); set by the claim and each renewal, removed on release.
+
+Lapses: every `WATCH_POLL` seconds every process asks the sorted set for the runs whose
+deadline has passed (`DUE`: one command, whatever the number of topics) and runs `LAPSE`
+on each - which appends the ``lost`` frame and the close marker only if the lease is
+still gone, the ``run:`` hash is still there and the stream is not closed, and takes
+the topic out of the set - so exactly one process ends the topic, whoever sees it
+first, whether or not anyone reads it yet. The owner's own renewal does the same when
+it finds its lease gone.
 
 Uses the link and the public SPI only.
 """
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -46,7 +51,15 @@ _log = logging.getLogger("asgi_sse.redis")
 CANCEL_POLL = 0.25
 """Seconds between two looks at the cancel requests of this process's runs."""
 WATCH_POLL = 0.5
-"""Seconds between two looks at the leases of the runs this process's subscribers read."""
+"""Seconds between two looks at the runs whose lease's deadline has passed."""
+DUE_BATCH = 100
+"""Lapsed runs ended per look, at most (the rest at the next)."""
+
+# Milliseconds of the Redis server's clock, in a script.
+_NOW_MS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
 KEEP_AFTER = 60.0
 """Seconds the ``run:`` hash outlives its lease, for a late lapse to find its frame."""
 
@@ -76,40 +89,52 @@ local function end_lost(lease, run, stream, maxlen, expire)
 end
 """
 
-CLAIM = """
+CLAIM = (
+    _NOW_MS
+    + """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'h', ARGV[3], 't', ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[6])
 return 1
 """
-"""KEYS: lease, run hash. ARGV: token, lease ms, lost frame's head and tail, hash ms.
-1 if claimed."""
+)
+"""KEYS: lease, run hash, runs set. ARGV: token, lease ms, lost frame's head and tail,
+hash ms, topic. 1 if claimed."""
 
 RENEW = (
     _END_LOST
+    + _NOW_MS
     + """
 local owner = redis.call('GET', KEYS[1])
 if owner == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[2]), ARGV[6])
   return 1
 end
-if not owner then end_lost(KEYS[1], KEYS[2], KEYS[3], ARGV[4], ARGV[5]) end
+if not owner then
+  end_lost(KEYS[1], KEYS[2], KEYS[3], ARGV[4], ARGV[5])
+  redis.call('ZREM', KEYS[4], ARGV[6])
+end
 return 0
 """
 )
-"""KEYS: lease, run hash, stream. ARGV: token, lease ms, hash ms, length cap, expiry
-ms. 1 if renewed; 0 if the claim is gone (then ``lost`` is appended, once)."""
+"""KEYS: lease, run hash, stream, runs set. ARGV: token, lease ms, hash ms, length cap,
+expiry ms, topic. 1 if renewed; 0 if the claim is gone (then ``lost`` is appended,
+once)."""
 
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[2])
   return 1
 end
 return 0
 """
-"""KEYS: lease, run hash. ARGV: token. Drops the claim if it is this process's."""
+"""KEYS: lease, run hash, runs set. ARGV: token, topic. Drops the claim if it is this
+process's."""
 
 REQUEST_CANCEL = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -121,10 +146,22 @@ return 1
 LAPSE = (
     _END_LOST
     + """
-return end_lost(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local ended = end_lost(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[3])
+return ended
 """
 )
-"""KEYS: lease, run hash, stream. ARGV: length cap, expiry ms. 1 if it ended the topic."""
+"""KEYS: lease, run hash, stream, runs set. ARGV: length cap, expiry ms, topic. 1 if it
+ended the topic; the topic leaves the runs set unless its lease is alive."""
+
+DUE = (
+    _NOW_MS
+    + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
+"""
+)
+"""KEYS: runs set. ARGV: how many at most. The topics whose lease's deadline passed."""
 
 
 class _Claim:
@@ -137,8 +174,7 @@ class _Claim:
 
 class Leases:
     """The `RunLeases` side of one `RedisStreamsBackend`: ``key_of(kind, name)`` names
-    a key, ``append_args()`` gives the streams' length cap and expiry, ``watched()``
-    the logs this process reads."""
+    a key, ``append_args()`` gives the streams' length cap and expiry."""
 
     def __init__(
         self,
@@ -146,15 +182,13 @@ class Leases:
         *,
         key_of: Callable[[str, str], bytes],
         append_args: Callable[[], tuple[bytes, bytes]],
-        watched: Callable[[], Iterable[TopicLog]],
     ) -> None:
         self.link = link
         self.key_of = key_of
         self.append_args = append_args
-        self.watched = watched
+        self.runs_key = key_of("runs", "")
         self.token = secrets.token_hex(16).encode()  # this process's claims
         self.claims: dict[str, _Claim] = {}  # topic -> a claim of this process
-        self.seen: set[str] = set()  # topics whose lease was seen alive
         self.lapses = 0
         """Topics this process ended ``lost``."""
         self._scripts: dict[str, Any] = {}
@@ -169,18 +203,24 @@ class Leases:
                 ("release", RELEASE),
                 ("cancel", REQUEST_CANCEL),
                 ("lapse", LAPSE),
+                ("due", DUE),
             )
         }
 
     def _keys(self, topic: str) -> list[bytes]:
         return [self.key_of("lease:", topic), self.key_of("run:", topic)]
 
+    @staticmethod
+    def _member(topic: str) -> bytes:
+        return topic.encode("utf-8", "surrogatepass")
+
     async def claim(self, log: TopicLog, lease: float, lost: tuple[bytes, bytes]) -> bool:
         ms = max(1, int(lease * 1000))
         keep = ms + int(KEEP_AFTER * 1000)
-        args = [self.token, ms, lost[0], lost[1], keep]
+        args = [self.token, ms, lost[0], lost[1], keep, self._member(log.name)]
+        keys = [*self._keys(log.name), self.runs_key]
         async with self.link.errors():
-            claimed = await self._scripts["claim"](keys=self._keys(log.name), args=args)
+            claimed = await self._scripts["claim"](keys=keys, args=args)
         if claimed == 1:
             self.claims[log.name] = _Claim(log)
             return True
@@ -189,8 +229,9 @@ class Leases:
     async def renew(self, log: TopicLog, lease: float) -> bool:
         ms = max(1, int(lease * 1000))
         maxlen, expire = self.append_args()
-        keys = [*self._keys(log.name), self.key_of("t:", log.name)]
+        keys = [*self._keys(log.name), self.key_of("t:", log.name), self.runs_key]
         args = [self.token, ms, ms + int(KEEP_AFTER * 1000), maxlen, expire]
+        args.append(self._member(log.name))
         async with self.link.errors():
             kept = await self._scripts["renew"](keys=keys, args=args)
         return bool(kept == 1)
@@ -199,7 +240,9 @@ class Leases:
         self.claims.pop(log.name, None)
         with anyio.move_on_after(5, shield=True):
             try:
-                await self._scripts["release"](keys=self._keys(log.name), args=[self.token])
+                keys = [*self._keys(log.name), self.runs_key]
+                args = [self.token, self._member(log.name)]
+                await self._scripts["release"](keys=keys, args=args)
             except Exception:
                 _log.warning("could not release the run on topic %r", log.name, exc_info=True)
 
@@ -218,8 +261,8 @@ class Leases:
     # -- the polls, in the backend's task group -----------------------------------------
 
     async def poll(self) -> None:
-        """Look at the cancel requests every `CANCEL_POLL` s, at the watched leases
-        every `WATCH_POLL` s, until cancelled."""
+        """Look at the cancel requests every `CANCEL_POLL` s, at the runs whose lease
+        lapsed every `WATCH_POLL` s, until cancelled."""
         ticks = 0
         every = max(1, round(WATCH_POLL / CANCEL_POLL))
         while True:
@@ -246,31 +289,21 @@ class Leases:
                 claim.cancelled.set()
 
     async def look_at_leases(self) -> None:
-        logs = {log.name: log for log in self.watched() if not log.closed}
-        self.seen &= logs.keys()
-        if not logs:
-            return
-        names = list(logs)
-        pipe = self.link.client.pipeline(transaction=False)
-        for name in names:
-            pipe.exists(self.key_of("lease:", name))
-        for name, alive in zip(names, await pipe.execute(), strict=True):
-            if alive:
-                self.seen.add(name)
-            elif name in self.seen:
-                self.seen.discard(name)
-                await self.lapse(logs[name])
+        """End ``lost`` every run whose lease's deadline has passed, anywhere."""
+        due = await self._scripts["due"](keys=[self.runs_key], args=[DUE_BATCH])
+        for member in due:
+            await self.lapse(bytes(member).decode("utf-8", "surrogatepass"))
 
-    async def lapse(self, log: TopicLog) -> None:
-        """The lease of the run on ``log``'s topic is gone: end it ``lost`` (once)."""
+    async def lapse(self, topic: str) -> None:
+        """The lease of the run on ``topic`` is gone: end it ``lost`` (once)."""
         maxlen, expire = self.append_args()
-        keys = [*self._keys(log.name), self.key_of("t:", log.name)]
-        ended = await self._scripts["lapse"](keys=keys, args=[maxlen, expire])
+        keys = [*self._keys(topic), self.key_of("t:", topic), self.runs_key]
+        args = [maxlen, expire, self._member(topic)]
+        ended = await self._scripts["lapse"](keys=keys, args=args)
         if ended == 1:
             self.lapses += 1
-            _log.warning("the run on topic %r lost its process: ended it 'lost'", log.name)
+            _log.warning("the run on topic %r lost its process: ended it 'lost'", topic)
 
     def forget_all(self) -> None:
         """The backend stopped: what it saw is stale (its runs released their claims)."""
         self.claims.clear()
-        self.seen.clear()

@@ -30,6 +30,7 @@ from asgi_sse._hub import runs as hub_runs
 from asgi_sse.backends import MemoryBackend, RunLeases, TopicLog
 from asgi_sse.testing import connect
 from tests.support.redisutil import REDIS_URL, redis_prefix
+from tests.unit.hub.test_hub import frames_of
 
 __all__ = ("redis_prefix",)  # a fixture, imported to be found here
 
@@ -112,6 +113,38 @@ async def test_a_client_resumes_mid_run_without_gap_or_duplicate() -> None:
             datas = [event.data for event in before + after + rest[:-1]]
             assert datas == ["a", "b", "c", "d", "e", "f"]
             assert reason_of(rest[-1]) == "complete"
+
+
+async def test_a_run_whose_subscribers_all_left_keeps_running_to_its_end() -> None:
+    """Two readers leave after the first item; the producer is not told and goes on to
+    its last item; a reader that comes later gets every item and `complete`."""
+    send, receive = anyio.create_memory_object_stream[str](10)
+    finished = anyio.Event()
+
+    async def producer() -> AsyncIterator[str]:
+        async with receive:
+            async for item in receive:
+                yield item
+        finished.set()
+
+    with anyio.fail_after(10):
+        async with Hub() as hub:
+            topic = await hub.run(producer())
+            readers = [hub.subscribe(topic, last_event_id=Hub.EARLIEST) for _ in range(2)]
+            await send.send("0")
+            for reader in readers:
+                async for frame in reader:
+                    if b"data: 0" in frame:
+                        break
+                await reader.aclose()
+            assert hub.stats().subscribers == 0
+            for item in ("1", "2", "3"):
+                await send.send(item)
+            await send.aclose()
+            await finished.wait()
+            events = frames_of(await read_all(hub, topic))
+    assert [event.data for event in events[:-1]] == ["0", "1", "2", "3"]
+    assert reason_of(events[-1]) == "complete"
 
 
 async def test_a_reconnect_after_the_end_gets_what_it_missed_then_204() -> None:

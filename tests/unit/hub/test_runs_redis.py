@@ -122,7 +122,7 @@ async def test_a_lapsed_lease_ends_the_topic_lost_once_everywhere(
         with anyio.fail_after(15):
             async with AsyncExitStack() as stack:
                 owner, one = await two_hubs(stack, redis_prefix)
-                _, other = await two_hubs(stack, redis_prefix)
+                third, other = await two_hubs(stack, redis_prefix)
                 topic = await owner.run(ticker(2), topic="orphan")
                 ended: list[list[bytes]] = []
 
@@ -132,9 +132,9 @@ async def test_a_lapsed_lease_ends_the_topic_lost_once_everywhere(
                 async with anyio.create_task_group() as group:
                     group.start_soon(reader, one)
                     group.start_soon(reader, other)
-                    # Both follow the topic, and their watch saw the lease alive.
+                    # Both follow the topic (a subscription each).
                     while not all(  # noqa: ASYNC110
-                        topic in backend_of(hub)._leases.seen for hub in (one, other)
+                        hub.stats().subscribers == 1 for hub in (one, other)
                     ):
                         await anyio.sleep(0.05)
 
@@ -167,5 +167,54 @@ async def test_a_lapsed_lease_ends_the_topic_lost_once_everywhere(
     # One lost event and one close marker in the stream, whoever appended them.
     assert sum(1 for _, fields in entries if b"run_ended" in fields.get(b"h", b"")) == 1
     assert sum(1 for _, fields in entries if b"c" in fields) == 1
-    lapses = [backend_of(hub).lapses for hub in (one, other)]
-    assert sorted(lapses) == [0, 1]
+    # Every process sweeps the lapsed runs: exactly one of the four ended it.
+    lapses = [backend_of(hub).lapses for hub in (owner, one, third, other)]
+    assert sorted(lapses) == [0, 0, 0, 1]
+
+
+async def test_a_run_whose_process_died_unwatched_ends_lost_for_a_later_client(
+    redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody reads the topic when its process dies: another process still ends it
+    ``lost`` (the runs' deadlines are swept whatever is read), and a client that comes
+    later gets the events, ``lost``, then the end - not an open topic forever."""
+    raw = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        with anyio.fail_after(15):
+            async with AsyncExitStack() as stack:
+                owner, other = await two_hubs(stack, redis_prefix)
+                topic = await owner.run(ticker(2), topic="unwatched")
+                while await raw.xlen(f"{redis_prefix}t:unwatched") < 2:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+
+                async def frozen(*args: Any) -> bool:
+                    await anyio.sleep_forever()
+                    return True
+
+                async def gone(*args: Any) -> None:
+                    pass
+
+                # The owner "dies": it renews no more, publishes nothing, and its own
+                # sweep is stopped too (a dead process sweeps nothing).
+                leases = backend_of(owner)._leases
+                monkeypatch.setattr(leases, "renew", frozen)
+                monkeypatch.setattr(leases, "release", gone)
+                monkeypatch.setattr(leases, "look_at_leases", gone)
+                died = time.monotonic()
+                ttl = await raw.pttl(f"{redis_prefix}lease:unwatched")
+                run = owner._runs.running[topic]
+                run.lost = True
+                run.scope.cancel()
+                assert other.stats().subscribers == 0
+                while backend_of(other).lapses == 0:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+                took = time.monotonic() - died
+                frames = await read_all(other, topic)  # a client that comes later
+            left = await raw.zcard(f"{redis_prefix}runs")
+    finally:
+        await raw.aclose()
+    assert took < ttl / 1000 + 1.0
+    events = frames_of(frames)
+    assert [event.data for event in events[:-1]] == ["0", "1"]
+    assert reason_of(events[-1]) == "lost"
+    assert left == 0  # the ended run left the runs' set
