@@ -100,13 +100,18 @@ def with_name(url: str, name: str) -> str:
 
 
 def _server(
-    tmp: Path, index: int, env: Mapping[str, str], workers: int | None, taken: set[int]
+    tmp: Path,
+    index: int,
+    env: Mapping[str, str],
+    workers: int | None,
+    taken: set[int],
+    app: str = APP,
 ) -> Server:
     port = free_port()
     while port in taken:  # servers started together need ports of their own
         port = free_port()
     taken.add(port)
-    argv = command("uvicorn", port, APP)
+    argv = command("uvicorn", port, app)
     if workers is not None:
         argv += ["--workers", str(workers)]
     full_env = {
@@ -120,14 +125,14 @@ def _server(
 
 @contextlib.contextmanager
 def uvicorns(
-    envs: Sequence[Mapping[str, str]], *, workers: int | None = None
+    envs: Sequence[Mapping[str, str]], *, workers: int | None = None, app: str = APP
 ) -> Iterator[list[Server]]:
-    """One uvicorn process per environment in ``envs`` (started at the same time, to
-    spare the cold starts), each on a free port; all stopped when the block ends.
-    Failures inside the block get every server's output attached."""
+    """One uvicorn process of ``app`` per environment in ``envs`` (started at the same
+    time, to spare the cold starts), each on a free port; all stopped when the block
+    ends. Failures inside the block get every server's output attached."""
     with tempfile.TemporaryDirectory(prefix="asgi-sse-redis-servers-") as tmp:
         taken: set[int] = set()
-        servers = [_server(Path(tmp), n, env, workers, taken) for n, env in enumerate(envs)]
+        servers = [_server(Path(tmp), n, env, workers, taken, app) for n, env in enumerate(envs)]
         errors: list[BaseException] = []
 
         def start(server: Server) -> None:

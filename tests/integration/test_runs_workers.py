@@ -22,12 +22,10 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -38,12 +36,18 @@ from asgi_sse import ParsedEvent, Reset, RunEnded
 from asgi_sse.client import EventSource
 from asgi_sse.redis import Publisher
 from tests.integration.test_hub_servers import events, new_topic, subscribe
-from tests.integration.test_redis_servers import TIMEOUT, app_env, sort_key, wait_streams
+from tests.integration.test_redis_servers import (
+    TIMEOUT,
+    app_env,
+    sort_key,
+    uvicorns,
+    wait_streams,
+)
 from tests.support.helpers import HTTPX_GENERATOR_WARNINGS
 from tests.support.rawclient import RawClient
 from tests.support.redis_app import PREFIX_ENV
 from tests.support.redisutil import REDIS_URL, delete_prefix, require_redis
-from tests.support.servers import ROOT, START_TIMEOUT, Server, command, free_port
+from tests.support.servers import ROOT, Server
 from tests.support.sse_app import Note
 
 pytestmark = [pytest.mark.timeout(90), *HTTPX_GENERATOR_WARNINGS]
@@ -51,50 +55,11 @@ pytestmark = [pytest.mark.timeout(90), *HTTPX_GENERATOR_WARNINGS]
 APP = "tests.support.runs_app:app"
 
 
-@contextlib.contextmanager
-def workers(prefix: str, count: int = 2) -> Iterator[list[Server]]:
+def workers(prefix: str, count: int = 2) -> contextlib.AbstractContextManager[list[Server]]:
     """``count`` uvicorn processes of the app on the shared Redis under ``prefix``
     (a history that holds every event of a test), started together, all stopped at the
     end."""
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        **app_env(REDIS_URL, prefix, history=1000),
-    }
-    with tempfile.TemporaryDirectory(prefix="asgi-sse-runs-workers-") as tmp:
-        ports: list[int] = []
-        while len(ports) < count:
-            port = free_port()
-            if port not in ports:
-                ports.append(port)
-        servers = [
-            Server("uvicorn", port, command("uvicorn", port, APP), Path(tmp) / f"{n}.log", env)
-            for n, port in enumerate(ports)
-        ]
-        errors: list[BaseException] = []
-
-        def start(server: Server) -> None:
-            try:
-                server.start()
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=start, args=(server,)) for server in servers]
-        try:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(START_TIMEOUT + 5)
-            if errors:
-                raise errors[0]
-            yield servers
-        except BaseException as exc:
-            outputs = "\n".join(server.describe() for server in servers)
-            raise AssertionError(f"{exc}\n{outputs}") from exc
-        finally:
-            for server in servers:
-                server.stop()
+    return uvicorns([app_env(REDIS_URL, prefix, history=1000)] * count, app=APP)
 
 
 @pytest.fixture

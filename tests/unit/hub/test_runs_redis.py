@@ -18,10 +18,11 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from asgi_sse import Hub, ParsedEvent, RunEnded, RunEndedInfo
+from asgi_sse import Hub
 from asgi_sse.redis import RedisStreamsBackend
 from tests.support.redisutil import REDIS_URL, redis_prefix
 from tests.unit.hub.test_hub import frames_of
+from tests.unit.hub.test_runs import read_all, reason_of
 
 __all__ = ("redis_prefix",)  # a fixture, imported to be found here
 
@@ -33,22 +34,6 @@ LEASE = 1.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def reason_of(event: ParsedEvent) -> Any:
-    assert event.event == RunEnded.event_name
-    return RunEndedInfo.model_validate_json(event.data).reason
-
-
-async def read_all(hub: Hub, topic: str, last_event_id: str | None = Hub.EARLIEST) -> list[bytes]:
-    frames: list[bytes] = []
-    subscription = hub.subscribe(topic, last_event_id=last_event_id)
-    try:
-        async for frame in subscription:
-            frames.append(frame)
-    finally:
-        await subscription.aclose()
-    return frames
 
 
 async def two_hubs(stack: AsyncExitStack, prefix: str) -> tuple[Hub, Hub]:
