@@ -107,7 +107,8 @@ class Server:
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        scheme = "https" if "--certfile" in self.argv else "http"  # tests/support/certs.py
+        return f"{scheme}://{HOST}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
