@@ -7,15 +7,20 @@ carries a cursor of all sources' positions as its id (the format of `cursor`: a 
 derived from each name, then that source's id). On reconnect the cursor is split again
 and each source restarts from its own position.
 
+A source may also yield encoded frames (bytes), as a hub `Subscription` does: their
+``id:`` lines are read and rewritten (`_frames_with_cursor`), so that a hub topic merges
+with streams of the app's own and still resumes exactly, its priming frame included.
+
 Imports the protocol layer (wire, events, cursor), `merge` and `_util`; never the
 server layer.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from .._protocol.cursor import TOKEN, format_cursor, parse_cursor, source_key
 from .._protocol.errors import InvalidEventError
@@ -27,6 +32,11 @@ from .merge import Merged
 __all__ = ("ResumableMerge", "resumable_merge")
 
 T = TypeVar("T")
+
+#: An ``id:`` line of encoded frames. The encoders write every field on a line of its
+#: own (a data line starts with ``data:``, a comment with ``:``), so ``id: `` at the
+#: start of the bytes or after a line feed can only be the id field.
+_ID_LINE = re.compile(rb"(?m)^id: ([^\n]*)\n")
 
 
 class ResumableMerge(Generic[T]):
@@ -99,22 +109,39 @@ class ResumableMerge(Generic[T]):
         await self._merged.aclose()
 
     def _with_cursor(self, key: str, item: T) -> T:
+        if isinstance(item, bytes):
+            return cast(T, self._frames_with_cursor(key, item))
         event_id = getattr(item, "id", None)
         if event_id is None or not isinstance(item, (BaseEvent, ServerSentEvent)):
             return item  # no position to record: sent as it is
-        position = str(event_id)
+        cursor = self._advance(key, str(event_id))
+        if isinstance(item, BaseEvent):
+            return item.model_copy(update={"id": cursor})
+        return ServerSentEvent(  # type: ignore[return-value]
+            item.data, event=item.event, id=cursor, retry=item.retry, comment=item.comment
+        )
+
+    def _frames_with_cursor(self, key: str, frames: bytes) -> bytes:
+        """Encoded frames with each ``id:`` line read as the source's position and
+        replaced by the cursor; frames without one go out as they are."""
+        if b"id: " not in frames:  # no scan for frames without an id
+            return frames
+
+        def cursor_line(match: re.Match[bytes]) -> bytes:
+            position = match.group(1).decode("utf-8", "replace")
+            return b"id: " + self._advance(key, position).encode() + b"\n"
+
+        return _ID_LINE.sub(cursor_line, frames)
+
+    def _advance(self, key: str, position: str) -> str:
+        """Record ``position`` as the source's; the cursor to send now."""
         if not TOKEN.fullmatch(position):
             raise InvalidEventError(
                 f"a resumable source's event id must be letters, digits, '_' or '-' (up to "
                 f"40), got {position!r}: it goes into the cursor"
             )
         self._positions[key] = position
-        cursor = format_cursor(self._positions)
-        if isinstance(item, BaseEvent):
-            return item.model_copy(update={"id": cursor})
-        return ServerSentEvent(  # type: ignore[return-value]
-            item.data, event=item.event, id=cursor, retry=item.retry, comment=item.comment
-        )
+        return format_cursor(self._positions)
 
 
 async def _keyed_items(
@@ -146,6 +173,15 @@ def resumable_merge(
     A malformed cursor starts every source afresh; a cursor that misses a source
     starts that one afresh. Otherwise it behaves like `merge()`.
 
+    A source may yield encoded frames (bytes) too, such as a hub `Subscription` of one
+    topic: ``"chat": lambda last: hub.subscribe("chat", last_event_id=last)``. Each
+    ``id:`` line in them (a line that starts with ``id: ``, as this package's encoders
+    write it) is the source's position and is replaced by the cursor; an id-only
+    frame (the hub's priming frame) records the position too, so a client that
+    reconnects before the topic's first event still resumes it exactly. A
+    subscription of several topics has a cursor as its id, which cannot go into
+    another: merge one subscription per topic instead.
+
     Args:
         sources: Each source's name -> its ``start`` function. The names never go on
             the wire: a cursor holds a key derived from each.
@@ -158,7 +194,8 @@ def resumable_merge(
 
     Raises:
         ValueError: no source, or a ``buffer`` that is not an int >= 0.
-        InvalidEventError: while streaming, a source event's id cannot go into a cursor.
+        InvalidEventError: while streaming, a source event's id (or a frame's ``id:``
+            line) cannot go into a cursor.
         RuntimeError: as `merge()` raises it.
         Exception: the first exception raised by a source (or its ``start``), as
             `merge()` raises it.
