@@ -296,6 +296,14 @@ async def check_follow(load: Loader) -> None:
         assert desk.last_seen == fix
 
 
+async def check_compressed_site(load: Loader) -> None:
+    # In-process here; under uvicorn, with a client that accepts br, in test_compression.py.
+    module = load("compressed_site")
+    for app in (module.app, module.excluding):
+        [tick] = await first_events(app, "/events/", 1)
+        assert (tick.event, tick.data) == ("tick", "0")
+
+
 async def check_test_sse2(load: Loader) -> None:
     await run_test_functions(load("test_sse2"))
 
@@ -442,6 +450,7 @@ EXAMPLES_TABLE: dict[str, Example] = {
     "howto/redis_runs.py": Example(check_redis_runs, ("asyncio",)),
     "howto/redis_publisher.py": Example(check_redis_publisher, ("asyncio",)),
     "howto/follow.py": Example(check_follow),
+    "deploying/compressed_site.py": Example(check_compressed_site),
     "howto/test_sse2.py": Example(check_test_sse2),
     "howto/test_chat.py": Example(check_test_chat),
     "howto/schema_fastapi.py": Example(check_schema_fastapi),
