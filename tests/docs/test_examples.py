@@ -420,6 +420,80 @@ async def check_runs(load: Loader) -> None:
         assert (await post(f"/runs/{running}", "DELETE")).status == 404
 
 
+# -- deploying ---------------------------------------------------------------------------
+
+
+async def check_one_stream(load: Loader) -> None:
+    module = load("one_stream")
+    async with module.hub:
+        async with connect(module.app, "/updates") as stream:
+            await stream.wait_started()
+            check_headers(stream)
+            ids = []
+            for topic, text in (("news", "hi"), ("alerts", "careful")):
+                path = f"/publish/{topic}?text={text}"
+                async with connect(module.app, path, method="POST") as post:
+                    await post.wait_finished()
+                ids.append(json.loads(body_of(post))["id"])
+            events = [await stream.next_event() for _ in ids]
+            async with connect(module.app, "/publish/nope", method="POST") as refused:
+                await refused.wait_finished()
+            assert refused.status == 404
+        # One stream, two topics, told apart by name; its ids are cursors of both.
+        assert [(e.event, json.loads(e.data)) for e in events] == [
+            ("headline", "hi"),
+            ("alert", "careful"),
+        ]
+        assert ids[0] in cursor_entries(events[0].id)
+        assert set(cursor_entries(events[1].id)) == set(ids)
+        async with connect(module.app, "/updates", last_event_id=events[0].id) as again:
+            resumed = await again.next_event()
+        assert (resumed.event, resumed.id) == ("alert", events[1].id)
+        # Two topics and the connection's own ticks in one stream, resumed from one id.
+        async with connect(module.app, "/events") as stream:
+            await stream.wait_started()
+            check_headers(stream)
+            assert (await stream.next_event(module.Tick)).data == 0  # at once
+            news = await module.hub.publish("news", module.Headline(data="hi"))
+            headline = await stream.next_event()
+        assert (headline.event, json.loads(headline.data)) == ("headline", "hi")
+        assert news in cursor_entries(headline.id)
+        [ticked] = [int(entry) for entry in cursor_entries(headline.id) if entry.isdigit()]
+        await module.hub.publish("alerts", module.Alert(data="careful"))  # while away
+        async with connect(module.app, "/events", last_event_id=headline.id) as again:
+            missed = [await again.next_event() for _ in range(2)]
+        assert {(e.event, json.loads(e.data)) for e in missed} == {
+            ("alert", "careful"),
+            ("tick", ticked + 1),
+        }
+    assert module.open_streams.count == 0
+
+
+async def check_shared_stream(load: Loader) -> None:
+    module = load("shared_stream")
+    async with connect(module.app, "/") as page:
+        await page.wait_finished()
+    assert page.status == 200
+    assert b"navigator.locks.request(" in body_of(page)
+    async with module.hub:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(module.quote_prices)
+            async with connect(module.app, "/prices") as stream:
+                await stream.wait_started()
+                check_headers(stream)
+                async with connect(module.app, "/streams") as streams:
+                    await streams.wait_finished()
+                assert json.loads(body_of(streams)) == {"open": 1}
+                ids = [(await stream.next_event(module.Price)).id for _ in range(3)]
+            tasks.cancel_scope.cancel()
+        # A new leader tab resumes with ?lastEventId=; a reconnect's header comes first.
+        async with connect(module.app, f"/prices?lastEventId={ids[0]}") as stream:
+            assert (await stream.next_event()).id == ids[1]
+        path = f"/prices?lastEventId={ids[0]}"
+        async with connect(module.app, path, last_event_id=ids[1]) as stream:
+            assert (await stream.next_event()).id == ids[2]
+
+
 # -- the table --------------------------------------------------------------------------
 
 
@@ -451,6 +525,8 @@ EXAMPLES_TABLE: dict[str, Example] = {
     "howto/redis_publisher.py": Example(check_redis_publisher, ("asyncio",)),
     "howto/follow.py": Example(check_follow),
     "deploying/compressed_site.py": Example(check_compressed_site),
+    "deploying/one_stream.py": Example(check_one_stream),
+    "deploying/shared_stream.py": Example(check_shared_stream),
     "howto/test_sse2.py": Example(check_test_sse2),
     "howto/test_chat.py": Example(check_test_chat),
     "howto/schema_fastapi.py": Example(check_schema_fastapi),
