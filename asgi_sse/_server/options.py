@@ -71,8 +71,19 @@ DEFAULT_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-accel-buffering", b"no"),
 )
 # Note: no `connection: keep-alive` - it is forbidden in HTTP/2 (RFC 9113, 8.2.2), and
-# these framing headers are the server's business, never the application's.
-_SERVER_HEADERS = frozenset({b"connection", b"transfer-encoding", b"content-length"})
+# these framing headers are the server's business, never the application's. The
+# connection-specific fields of RFC 9113 8.2.2 are all refused: an HTTP/2 message that
+# holds one is malformed there.
+_SERVER_HEADERS = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+    }
+)
 
 
 class ResponseOptions(TypedDict, total=False):
@@ -108,9 +119,10 @@ def build_headers(headers: HeadersLike | None) -> tuple[tuple[bytes, bytes], ...
     """Default SSE headers with the user's merged over them (case-insensitively).
 
     Raises:
-        ValueError: for a header the server owns (connection, transfer-encoding,
-            content-length), a content-type other than text/event-stream, or a name or
-            value containing CR, LF or NUL (header injection).
+        ValueError: for a header the server owns (content-length and the
+            connection-specific connection, keep-alive, proxy-connection,
+            transfer-encoding, upgrade), a content-type other than text/event-stream,
+            or a name or value containing CR, LF or NUL (header injection).
     """
     if headers is None:
         return DEFAULT_HEADERS  # one shared tuple, not a copy per response
