@@ -10,7 +10,8 @@ The rules every page follows (docs/development.md says them to writers):
 * Any other fence that says Python (``py``, ``python3``, ``pycon``...) is refused.
 * In a ```` ```sh ```` block, every ``uvicorn``/``hypercorn`` line names an example
   module; ``tests/docs/test_commands.py`` runs it and opens the block's first
-  ``curl -N`` URL against it.
+  ``curl -N`` URL against it. Lines with ``--certfile`` (TLS, HTTP/2) are run by
+  ``tests/integration/test_http2.py`` instead, with a certificate.
 """
 
 from __future__ import annotations
@@ -176,4 +177,5 @@ def server_commands(block: Block) -> list[ServerCommand]:
         ServerCommand(block, tuple(shlex.split(line.strip())), path)
         for line in block.source.splitlines()
         if line.strip().startswith(("uvicorn ", "hypercorn "))
+        and "--certfile" not in line  # TLS: tests/integration/test_http2.py runs those
     ]

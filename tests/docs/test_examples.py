@@ -296,6 +296,16 @@ async def check_follow(load: Loader) -> None:
         assert desk.last_seen == fix
 
 
+async def check_h2_client(load: Loader) -> None:
+    # In-process here; over HTTP/2, against hypercorn with TLS, in test_http2.py.
+    module = load("h2_client")
+    transport = ASGIStreamTransport(load("sse2").app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sse2") as http:
+        version, echoes = await module.first_echoes(http, 2)
+    assert version == "HTTP/1.1"  # the transport's; h2 needs a server
+    assert [(echo.id, echo.data.message) for echo in echoes] == [("0", "h2"), ("1", "h2")]
+
+
 async def check_compressed_site(load: Loader) -> None:
     # In-process here; under uvicorn, with a client that accepts br, in test_compression.py.
     module = load("compressed_site")
@@ -524,6 +534,7 @@ EXAMPLES_TABLE: dict[str, Example] = {
     "howto/redis_runs.py": Example(check_redis_runs, ("asyncio",)),
     "howto/redis_publisher.py": Example(check_redis_publisher, ("asyncio",)),
     "howto/follow.py": Example(check_follow),
+    "deploying/h2_client.py": Example(check_h2_client),
     "deploying/compressed_site.py": Example(check_compressed_site),
     "deploying/one_stream.py": Example(check_one_stream),
     "deploying/shared_stream.py": Example(check_shared_stream),

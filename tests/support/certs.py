@@ -37,6 +37,7 @@ __all__ = (
     "client_ssl_context",
     "h2_browser",
     "make_certificate",
+    "require_command",
     "running_tls_demo",
     "tls_certificate",
     "tls_demo_command",
@@ -84,14 +85,20 @@ def make_certificate(directory: Path, openssl: str = "openssl") -> Certificate:
     return Certificate(cert, key)
 
 
+def require_command(name: str) -> str:
+    """The path of the command ``name`` (openssl, curl); without it the test skips,
+    unless ``ASGI_SSE_REQUIRE_BROWSER=1`` (CI), where it fails."""
+    path = shutil.which(name)
+    if path is None:
+        _unavailable(f"no {name} command: install Debian's {name}")
+        raise AssertionError("unreachable")  # _unavailable skips or fails
+    return path
+
+
 @pytest.fixture(scope="session")
 def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     """A self-signed certificate for 127.0.0.1, made once per test session."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        _unavailable("no openssl command: install Debian's openssl")
-        raise AssertionError("unreachable")  # _unavailable skips or fails
-    return make_certificate(tmp_path_factory.mktemp("tls"), openssl)
+    return make_certificate(tmp_path_factory.mktemp("tls"), require_command("openssl"))
 
 
 def client_ssl_context(certificate: Certificate) -> ssl.SSLContext:
