@@ -69,11 +69,9 @@ def test_each_frame_arrives_before_the_next_is_produced(
 ) -> None:
     if middleware == "starlette-compress" and sys.version_info < (3, 11):
         pytest.skip("starlette-compress needs Python >= 3.11")
-    early, decoded = gated(
-        server, server, f"/{middleware}/events/gated", hold=WAIT, accept_encoding=accept
-    )
-    assert early, "the first event waited for the second"
-    assert decoded.encoding == encoding
+    seen = gated(server, server, f"/{middleware}/events/gated", hold=WAIT, accept_encoding=accept)
+    assert seen.early, "the first event waited for the second"
+    assert seen.decoded.encoding == encoding
 
 
 # Does the middleware hold the response's headers until the first piece of body? An

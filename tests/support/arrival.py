@@ -17,7 +17,7 @@ import itertools
 import time
 import zlib
 from collections.abc import Callable
-from typing import cast
+from typing import NamedTuple, cast
 
 import brotli  # type: ignore[import-untyped]  # no stubs, no py.typed
 import zstandard
@@ -26,7 +26,7 @@ from asgi_sse import EventStreamParser, ParsedEvent
 from tests.support.rawclient import RawClient, get_json, request_once
 from tests.support.servers import Server, wait_until
 
-__all__ = ("WAIT", "Decoded", "gated", "log", "new_key", "release")
+__all__ = ("WAIT", "Decoded", "Gated", "gated", "log", "new_key", "release")
 
 WAIT = 10.0  # seconds for anything that should happen at once (a loaded 2-core machine)
 _keys = itertools.count()
@@ -98,6 +98,15 @@ def release(upstream: Server, key: str) -> None:
     assert answer.status == 204, answer.describe()
 
 
+class Gated(NamedTuple):
+    """What `gated()` saw: whether the first event, and the response's headers, came
+    before the app was let make the second event; and the decoded response."""
+
+    early: bool
+    headers_early: bool
+    decoded: Decoded
+
+
 def gated(
     front: Server,
     upstream: Server,
@@ -106,11 +115,10 @@ def gated(
     hold: float,
     buffering: str | None = None,
     accept_encoding: str | None = None,
-) -> tuple[bool, Decoded]:
+) -> Gated:
     """Open the gated stream at ``path`` through ``front`` (a proxy, or the app's own
     server); once the app has sent the first event, wait up to ``hold`` seconds for it
-    at the client, then release the second and read to the end. Returns whether the
-    first event came before the release, and the decoded response.
+    at the client, then release the second and read to the end.
     ``buffering="absent"``: the app leaves out asgi-sse's ``X-Accel-Buffering: no``."""
     key = new_key()
     query = f"key={key}" + (f"&buffering={buffering}" if buffering else "")
@@ -128,6 +136,7 @@ def gated(
                 raise
             early = False
         assert log(upstream, key) == ["first sent"]  # the second is not made yet
+        headers_early = client.status is not None
         release(upstream, key)
         client.read_to_end(WAIT)
     finally:
@@ -136,4 +145,4 @@ def gated(
     assert client.status == 200
     assert client.header("content-type") == "text/event-stream"
     assert decoded.data() == ["first", "second"]
-    return early, decoded
+    return Gated(early, headers_early, decoded)
