@@ -6,7 +6,8 @@ several processes. To write another, implement `HubBackend` using only the names
 (and `asgi_sse`'s): the hub never asks which backend it holds, and what differs
 between backends is declared by the backend (`HubBackend.logs_are_the_store`,
 `HubBackend.can_append_nowait`). Optional capabilities are protocols a backend may
-also implement: `RunLeases` (runs across processes) and `BackendCounters` (reconnect
+also implement: `RunLeases` (runs across processes), `OwnerDrops` (`Hub.drop` across
+processes) and `BackendCounters` (reconnect
 and gap counters, which `asgi_sse.otel` reports).
 
 The hub keeps one `TopicLog` per topic in each process and fans out from it; a backend
@@ -21,6 +22,7 @@ from ._hub.backend import (
     BackendCounters,
     HubBackend,
     LogBounds,
+    OwnerDrops,
     ResumePoint,
     RunLeases,
 )
@@ -41,6 +43,7 @@ __all__ = (
     "IdFrame",
     "LogBounds",
     "MemoryBackend",
+    "OwnerDrops",
     "Publishable",
     "ResetReason",
     "ResumePoint",

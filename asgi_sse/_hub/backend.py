@@ -14,6 +14,7 @@ subscriptions (which import this), never the ASGI layer.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -26,6 +27,7 @@ __all__ = (
     "BackendCounters",
     "HubBackend",
     "LogBounds",
+    "OwnerDrops",
     "ResumePoint",
     "RunLeases",
     "attach_at_once",
@@ -131,6 +133,38 @@ class RunLeases(Protocol):
         """Return once another process asked to cancel this process's run on ``log``'s
         topic (`request_run_cancel`); the hub runs it beside the producer and cancels it
         when the producer ends."""
+        ...
+
+
+@runtime_checkable
+class OwnerDrops(Protocol):
+    """Drops across processes (`Hub.drop`): ending an owner's subscriptions in every
+    process that shares the store. An optional capability, found out like `RunLeases`
+    (an ``isinstance`` check as the hub is made); without it (the memory backend) a
+    drop ends the subscriptions of the process it is called in, which are all of them.
+
+    What the hub does with it (`asgi_sse.redis.RedisStreamsBackend` implements it):
+    `Hub.drop` ends the owner's subscriptions here, then calls `send_drop`; as the hub
+    is made it registers, with `receive_drops`, the function that ends an owner's
+    subscriptions here, for the drops other processes send.
+    """
+
+    async def send_drop(self, owner: str) -> None:
+        """Ask every other process that shares the store to end ``owner``'s
+        subscriptions (the function each gave `receive_drops`), within about a second.
+        A process that cannot reach the store at that moment applies it when it can
+        again, as long as the store keeps it. This process's own are ended already:
+        it must not get its own drop back.
+
+        Raises:
+            HubUnavailable: the store cannot be reached; no other process was told.
+        """
+        ...
+
+    def receive_drops(self, apply: Callable[[str], object]) -> None:
+        """Call ``apply(owner)`` in the event loop's thread for every drop another
+        process sends, from `HubBackend.start` until `HubBackend.stop` (called once,
+        before the hub starts the backend)."""
         ...
 
 

@@ -11,16 +11,21 @@ or the ASGI layer.
 
 from __future__ import annotations
 
+import logging
 from time import monotonic
 from typing import Protocol
 
-from .._protocol.errors import HubFull
+from .._protocol.errors import HubFull, TopicClosed
+from .._protocol.frames import split_at_id
 from .._protocol.reset import ResetReason
+from .._protocol.stream import Publishable
 from .backend import HubBackend, attach_at_once
 from .log import TopicLog
 from .observer import HubObserver, HubStats, OverflowPolicy, SubscriptionEnd
 
-__all__ = ("Delivering", "HubCore")
+__all__ = ("Delivering", "Droppable", "HubCore")
+
+_log = logging.getLogger("asgi_sse")
 
 
 class Delivering(Protocol):
@@ -28,6 +33,14 @@ class Delivering(Protocol):
 
     def delivered(self) -> tuple[int, int]:
         """The frames it handed out so far, and their bytes."""
+        ...
+
+
+class Droppable(Protocol):
+    """An open subscription with an owner, as `HubCore.drop_owner` sees it."""
+
+    def drop(self) -> None:
+        """End its stream now (its response ends; the client reconnects)."""
         ...
 
 
@@ -45,6 +58,7 @@ class HubCore:
         "max_topics",
         "observer",
         "on_overflow",
+        "owned",
         "stats",
         "stopped",
         "swept",
@@ -73,6 +87,8 @@ class HubCore:
         # The open subscriptions. Each counts what it delivers, once, in itself; the
         # hub's delivered_* counters hold what closed ones delivered (`delivered`).
         self.live: set[Delivering] = set()
+        # The open subscriptions that have an owner, by owner (`Hub.drop`).
+        self.owned: dict[str, set[Droppable]] = {}
         self.stopped = False
         self.swept = monotonic()  # when idle logs were last looked for
 
@@ -168,6 +184,54 @@ class HubCore:
             events += more_events
             size += more_size
         return events, size
+
+    def own(self, owner: str, subscription: Droppable) -> None:
+        """Record that ``owner`` holds ``subscription`` (until `disown`)."""
+        held = self.owned.get(owner)
+        if held is None:
+            self.owned[owner] = {subscription}
+        else:
+            held.add(subscription)
+
+    def disown(self, owner: str, subscription: Droppable) -> None:
+        """``subscription`` closed: ``owner`` holds it no more."""
+        held = self.owned.get(owner)
+        if held is not None:
+            held.discard(subscription)
+            if not held:
+                del self.owned[owner]
+
+    def drop_owner(self, owner: str) -> int:
+        """End every open subscription of ``owner`` in this process; how many."""
+        held = self.owned.pop(owner, None)
+        if not held:
+            return 0
+        for subscription in held:
+            subscription.drop()
+        return len(held)
+
+    def to_publish(self, topic: str, event: Publishable) -> tuple[TopicLog, bytes, bytes]:
+        """The log ``event`` goes to and its frame, cut where its id goes (checked:
+        the hub runs, the topic is open, the event can be published)."""
+        if self.stopped:
+            raise TopicClosed(f"the hub is stopped; {topic!r} takes no more events")
+        log = self.log(topic)
+        if log.closed:
+            raise TopicClosed(f"topic {topic!r} was closed")
+        prefix, suffix = split_at_id(event)
+        return log, prefix, suffix
+
+    def published(self, log: TopicLog, event_id: str, size: int) -> None:
+        """Count a publish and tell the observer (whose errors are logged, not raised)."""
+        self.stats.published += 1
+        observer = self.observer
+        if observer is not None:
+            try:
+                observer.on_publish(log.name, event_id, size)
+            except Exception:
+                # The event is stored: raising now would make a caller that retries
+                # publish it twice. Metrics must never change what was published.
+                _log.exception("asgi_sse: HubObserver.on_publish raised; ignored")
 
     def count_reset(self, reason: ResetReason) -> None:
         resets = self.stats.resets

@@ -17,34 +17,28 @@ layer (`asgi_sse._server`).
 
 from __future__ import annotations
 
-import logging
-import math
 import threading
 from collections.abc import AsyncIterable
 from types import TracebackType
-from typing import Any, get_args
+from typing import Any
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from .._protocol.errors import TopicClosed
-from .._protocol.frames import split_at_id
+from .._protocol.errors import HubUnavailable
 from .._protocol.stream import Publishable
 from .._util.asgi import ASGIApp
-from .._util.checks import is_count
-from .backend import EARLIEST, HubBackend, LogBounds, RunLeases, check_declarations
+from .backend import EARLIEST, HubBackend, LogBounds, OwnerDrops, RunLeases, check_declarations
 from .core import HubCore
 from .lifespan import with_lifespan
-from .log import TopicLog
 from .memory import MemoryBackend
 from .observer import HubObserver, HubStats, OverflowPolicy
+from .options import check_options, check_owner
 from .runs import Runs
 from .subscription import Subscription
 
 __all__ = ("Hub",)
-
-_log = logging.getLogger("asgi_sse")
 
 
 class Hub:
@@ -105,13 +99,9 @@ class Hub:
         max_running: int = 1000,
         run_lease: float = 5.0,
     ) -> None:
-        _check_options(history, history_bytes, max_topics, expire_after, on_overflow)
-        if not is_count(max_running, minimum=1):
-            raise ValueError(f"max_running must be a positive int, got {max_running!r}")
-        if isinstance(run_lease, bool) or not (
-            isinstance(run_lease, (int, float)) and math.isfinite(run_lease) and run_lease > 0
-        ):
-            raise ValueError(f"run_lease must be a positive number of seconds, got {run_lease!r}")
+        check_options(
+            history, history_bytes, max_topics, expire_after, on_overflow, max_running, run_lease
+        )
         if backend is not None:
             check_declarations(backend)
         self._core = HubCore(
@@ -130,6 +120,10 @@ class Hub:
         leases = backend_in_use if isinstance(backend_in_use, RunLeases) else None
         self._runs = Runs(self, self._core.log, max_running, leases, float(run_lease))
         self._run_lease = float(run_lease)
+        # Drops across processes: the other capability found out (see `OwnerDrops`).
+        self._drops = backend_in_use if isinstance(backend_in_use, OwnerDrops) else None
+        if self._drops is not None:
+            self._drops.receive_drops(self._core.drop_owner)
 
     # The options, as given (read-only: the logs and subscriptions follow them).
 
@@ -247,9 +241,9 @@ class Hub:
             HubUnavailable: the backend cannot be reached; nothing was published.
             RuntimeError: the backend needs the hub entered first (Redis).
         """
-        log, prefix, suffix = self._to_publish(topic, event)
+        log, prefix, suffix = self._core.to_publish(topic, event)
         event_id = await self.backend.append(log, prefix, suffix)
-        self._published(log, event_id, len(prefix) + len(suffix))
+        self._core.published(log, event_id, len(prefix) + len(suffix))
         # Note: a turn for the subscribers just woken (a loop that publishes many events
         # in a row would otherwise run them all before anyone sends one), and no
         # cancellation here: the event is published, the caller must get its id.
@@ -275,30 +269,10 @@ class Hub:
         if not self.backend.can_append_nowait:
             msg = f"{type(self.backend).__name__} publishes asynchronously: await publish()"
             raise TypeError(msg)
-        log, prefix, suffix = self._to_publish(topic, event)
+        log, prefix, suffix = self._core.to_publish(topic, event)
         event_id = self.backend.append_nowait(log, prefix, suffix)
-        self._published(log, event_id, len(prefix) + len(suffix))
+        self._core.published(log, event_id, len(prefix) + len(suffix))
         return event_id
-
-    def _to_publish(self, topic: str, event: Publishable) -> tuple[TopicLog, bytes, bytes]:
-        if self._core.stopped:
-            raise TopicClosed(f"the hub is stopped; {topic!r} takes no more events")
-        log = self._core.log(topic)
-        if log.closed:
-            raise TopicClosed(f"topic {topic!r} was closed")
-        prefix, suffix = split_at_id(event)
-        return log, prefix, suffix
-
-    def _published(self, log: TopicLog, event_id: str, size: int) -> None:
-        self._core.stats.published += 1
-        observer = self._core.observer
-        if observer is not None:
-            try:
-                observer.on_publish(log.name, event_id, size)
-            except Exception:
-                # The event is stored: raising now would make a caller that retries
-                # publish it twice. Metrics must never change what was published.
-                _log.exception("asgi_sse: HubObserver.on_publish raised; ignored")
 
     def publish_from_thread(self, topic: str, event: Publishable) -> str:
         """`publish` from another thread (a worker thread, a sync framework's view):
@@ -424,7 +398,9 @@ class Hub:
 
     # -- subscribing ----------------------------------------------------------------------
 
-    def subscribe(self, *topics: str, last_event_id: str | None = None) -> Subscription:
+    def subscribe(
+        self, *topics: str, last_event_id: str | None = None, owner: str | None = None
+    ) -> Subscription:
         """The stream of ``topics`` for one client, resuming after ``last_event_id``
         (the `Last-Event-ID` header or ``?lastEventId=``: `SSERequest.last_event_id`).
 
@@ -435,16 +411,63 @@ class Hub:
         `Reset` event, then live. The id is resolved when the response prepares the
         stream (`Subscription.prepare_stream`), not here.
 
+        ``owner`` labels who holds the stream - a user id, a session id, a client id,
+        the app's choice - so that `drop` can end all of that owner's streams (on every
+        process, with a shared backend). It is never sent to the client.
+
         Raises:
-            ValueError: no topic, a topic twice, or a topic that is not a non-empty
-                str.
+            ValueError: no topic, a topic twice, a topic that is not a non-empty str,
+                or an ``owner`` that is not a non-empty str.
             HubFull: a new topic, and ``max_topics`` topics all have subscribers.
         """
         if not topics:
             raise ValueError("subscribe to at least one topic")
         if len(set(topics)) != len(topics):
             raise ValueError(f"a topic is given twice: {topics!r}")
-        return Subscription(self._core, topics, last_event_id)
+        if owner is not None:
+            check_owner(owner)
+        return Subscription(self._core, topics, last_event_id, owner)
+
+    async def drop(self, owner: str) -> int:
+        """End every stream ``owner`` holds (`subscribe`'s ``owner``) now, on this
+        process and - with a backend shared by several processes (Redis) - on every
+        other one, which ends its own within about a second.
+
+        Each stream ends as `Subscription.drop` ends one: its response ends cleanly (also
+        when the subscription is merged with other streams, is still replaying, or
+        waits for an unreachable backend), the client reconnects with its
+        Last-Event-ID, and the app's handler runs again and decides: resume exactly, or
+        refuse (a 401 or 403 stops a browser's EventSource for good). An owner with no
+        streams anywhere: nothing happens. Never waits on a client.
+
+        Returns:
+            How many streams it ended on this process.
+
+        Raises:
+            ValueError: ``owner`` is not a non-empty str.
+            HubUnavailable: with a shared backend, the other processes could not be
+                told (the store cannot be reached): this process's streams were ended
+                all the same; call `drop` again once the store answers (a drop that
+                finds nothing is harmless).
+            RuntimeError: with a shared backend, the hub is not running (``async with
+                hub`` first).
+        """
+        check_owner(owner)
+        ended = self._core.drop_owner(owner)
+        drops = self._drops
+        if drops is not None:
+            if self._token is None or self._core.stopped:
+                raise RuntimeError("enter the hub first (async with hub: ...) to drop owners")
+            try:
+                await drops.send_drop(owner)
+            except HubUnavailable as exc:
+                raise HubUnavailable(
+                    f"ended {ended} stream(s) of {owner!r} on this process, but could not "
+                    f"tell the other processes: {exc}"
+                ) from exc
+        else:
+            await anyio.lowlevel.checkpoint()
+        return ended
 
     # -- introspection --------------------------------------------------------------------
 
@@ -470,27 +493,3 @@ class Hub:
         for a topic the hub does not hold (or, on Redis, that nobody here follows)."""
         log = self._core.logs.get(topic)
         return None if log is None or not log.attached else log.newest_id()
-
-
-_OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = get_args(OverflowPolicy)
-
-
-def _check_options(
-    history: int,
-    history_bytes: int,
-    max_topics: int,
-    expire_after: float,
-    on_overflow: OverflowPolicy,
-) -> None:
-    for name, value in (
-        ("history", history),
-        ("history_bytes", history_bytes),
-        ("max_topics", max_topics),
-    ):
-        if not is_count(value, minimum=1):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not expire_after > 0:
-        raise ValueError(f"expire_after must be a positive number of seconds, got {expire_after}")
-    if on_overflow not in _OVERFLOW_POLICIES:
-        policies = " or ".join(repr(policy) for policy in _OVERFLOW_POLICIES)
-        raise ValueError(f"on_overflow must be {policies}, got {on_overflow!r}")

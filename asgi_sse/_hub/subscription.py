@@ -25,6 +25,7 @@ import anyio
 from .._protocol.errors import HubUnavailable
 from .._protocol.frames import priming_frame
 from .._protocol.reset import ResetReason
+from .._util.ending import END_RESPONSE
 from .core import HubCore
 from .log import TopicLog
 from .observer import DROPPED_REASONS, SubscriptionEnd, SubscriptionStart
@@ -33,6 +34,8 @@ from .several import SeveralTopics
 from .state import CLOSED, ENDED, STREAMING, UNRESOLVED, move
 
 __all__ = ("Subscription",)
+
+_UNREAD = object()  # `Subscription._end_response` before it is read
 
 
 class Subscription:
@@ -48,6 +51,7 @@ class Subscription:
         "_core",
         "_delivered",
         "_end_reason",
+        "_end_response",
         "_last_event_id",
         "_next",
         "_pending",
@@ -56,9 +60,17 @@ class Subscription:
         "_state",
         "_topics",
         "_waiter",
+        "_waiting_for_backend",
+        "owner",
     )
 
-    def __init__(self, core: HubCore, topics: tuple[str, ...], last_event_id: str | None) -> None:
+    def __init__(
+        self,
+        core: HubCore,
+        topics: tuple[str, ...],
+        last_event_id: str | None,
+        owner: str | None = None,
+    ) -> None:
         self._core = core
         self._last_event_id = last_event_id or None  # an empty Last-Event-ID is no id
         self._state = UNRESOLVED
@@ -72,8 +84,18 @@ class Subscription:
         self._several = SeveralTopics(self._topics) if len(topics) > 1 else None
         # The future it is parked on, on asyncio with one topic (None otherwise).
         self._waiter: asyncio.Future[None] | None = None
+        # Ends the response this subscription is streamed in (read as it is first
+        # iterated: `END_RESPONSE`); _UNREAD before, None outside a response.
+        self._end_response: object = _UNREAD
+        # While it waits for an unreachable backend to resolve its id: that wait's scope.
+        self._waiting_for_backend: anyio.CancelScope | None = None
+        self.owner = owner
+        """Who holds this stream, as given to `Hub.subscribe` (`Hub.drop` ends all of an
+        owner's); never sent to the client."""
         core.stats.subscribers += 1
         core.live.add(self)
+        if owner is not None:
+            core.own(owner, self)
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -191,11 +213,17 @@ class Subscription:
 
     async def __anext__(self) -> bytes:
         core = self._core
+        if self._end_response is _UNREAD:
+            self._end_response = END_RESPONSE.get()
         while self._state is UNRESOLVED and not core.stopped:  # once the backend answers
+            if self._end_reason is not None:  # dropped before it could resolve
+                raise StopAsyncIteration
             try:
                 await self._resolve()
             except HubUnavailable:
-                await core.backend.available()
+                with anyio.CancelScope() as self._waiting_for_backend:  # `drop` cancels it
+                    await core.backend.available()
+                self._waiting_for_backend = None
         several = self._several
         if several is not None:
             while True:
@@ -340,8 +368,22 @@ class Subscription:
     def drop(self) -> None:
         """End this client's stream now, from anywhere in the event loop's thread (an
         admin action, a logout): what it was sent stands, its response ends cleanly, and
-        a browser reconnects with its Last-Event-ID and resumes exactly."""
+        a browser reconnects with its Last-Event-ID and resumes exactly.
+
+        The whole response ends, also when the subscription is one of several streams
+        merged into it (``merge()``, `resumable_merge`), and also while it still waits
+        for an unreachable backend: the client reconnects, and the app's handler decides
+        again what it may stream. Never waits: a slow client's response ends within its
+        ``send_timeout``."""
+        if self._state is CLOSED:
+            return
         self._end("dropped")
+        end_response = self._end_response
+        if callable(end_response):
+            end_response()
+        waiting = self._waiting_for_backend
+        if waiting is not None:
+            waiting.cancel()
         if self._several is not None:
             self._several.wake()
         elif not self._wake_parked() and self._topics:
@@ -377,6 +419,9 @@ class Subscription:
             stats.delivered_bytes += self._size
         self._end_reason = self._end_reason or "end"
         self._state = move(self._state, CLOSED)
+        self._end_response = None
+        if self.owner is not None:
+            core.disown(self.owner, self)
         if core.observer is not None:
             core.observer.on_end(self.topics, self._end_reason, self._delivered, self._size)
         self._topics = ()

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -26,6 +27,7 @@ from redis.exceptions import ResponseError
 
 from asgi_sse.backends import LogBounds, ResumePoint, TopicClosed, TopicLog
 
+from .drops import Drops
 from .entries import append_script, is_close_marker, newest_id
 from .leases import Leases
 from .link import DOWN, RedisLink, client_from_url
@@ -139,6 +141,7 @@ class RedisStreamsBackend:
         self._group: anyio.abc.TaskGroup | None = None  # the readers' and probes' tasks
         self._host: asyncio.Task[None] | None = None  # the task that holds that group
         self._running = False
+        self._drops = Drops(self._link, (prefix + "drops").encode(), self._instance)
         self._leases = Leases(
             self._link,
             key_of=lambda kind, name: (self.prefix + kind + name).encode("utf-8", "surrogatepass"),
@@ -177,6 +180,7 @@ class RedisStreamsBackend:
         self._append_args = (str(maxlen).encode(), str(expire).encode())
         self._read_count = min(self.read_count, bounds.max_events)
         await self._link.connect()
+        await self._drops.start()
         self._script = self._link.client.register_script(append_script())
         self._leases.register()
         self._readers = []
@@ -184,6 +188,7 @@ class RedisStreamsBackend:
         await self._start_group()
         assert self._group is not None
         self._group.start_soon(self._leases.poll)
+        self._group.start_soon(self._drops.run, self._group)
         self._running = True
 
     async def _start_group(self) -> None:
@@ -386,6 +391,29 @@ class RedisStreamsBackend:
     async def run_cancel_requested(self, log: TopicLog) -> None:
         """Return once another process asked to cancel this process's run on ``log``."""
         await self._leases.cancel_requested(log)
+
+    # -- drops across processes (OwnerDrops) -----------------------------------------------
+
+    async def send_drop(self, owner: str) -> None:
+        """Add ``owner``'s drop to the ``<prefix>drops`` stream, which every other
+        process reads with a blocking ``XREAD`` (see `asgi_sse.backends.OwnerDrops`).
+
+        Raises:
+            HubUnavailable: Redis cannot be reached; no other process was told.
+            RuntimeError: the hub was not entered.
+        """
+        if self._script is None:
+            raise RuntimeError("enter the hub first (async with hub: ...)")
+        await self._drops.send(owner)
+
+    def receive_drops(self, apply: Callable[[str], object]) -> None:
+        """Call ``apply(owner)`` for every drop another process sends, while running."""
+        self._drops.receive(apply)
+
+    @property
+    def drops_received(self) -> int:
+        """Drops of other processes applied here."""
+        return self._drops.received
 
     @property
     def lapses(self) -> int:

@@ -30,6 +30,7 @@ from .._protocol.stream import EventStream
 from .._util.asgi import AnyReceive, AnyScope, AnySend
 from .._util.closing import close_stream
 from .._util.compat import Unpack
+from .._util.ending import END_RESPONSE
 from .connection import Connection
 from .options import ResponseOptions, StreamOptions, response_options, spell_out_options
 from .pump import pump
@@ -249,6 +250,9 @@ async def _pump_then_finish(
                 if shutdown is not None
                 else None
             )
+            # A hub subscription in the stream (merged ones too: their tasks inherit the
+            # context) ends the whole response when it is dropped.
+            ending = END_RESPONSE.set(partial(conn.end, "dropped"))
             try:
                 if hasattr(type(stream), "__aenter__"):  # merge(...): a task group inside
                     async with cast(AbstractAsyncContextManager[EventStream], stream) as entered:
@@ -264,6 +268,7 @@ async def _pump_then_finish(
                     _log.exception("asgi_sse: the event stream raised; ending the response")
                     conn.record_end("stream_error")
             finally:
+                END_RESPONSE.reset(ending)
                 if remove is not None:
                     remove()
     except anyio.get_cancelled_exc_class():

@@ -28,6 +28,7 @@ CloseReason: TypeAlias = Literal[
     "send_failed",
     "shutdown",
     "server_cancelled",
+    "dropped",
 ]
 """Why a response ended, as told to `StreamObserver.on_close` (the first reason sticks):
 
@@ -38,7 +39,9 @@ CloseReason: TypeAlias = Literal[
 - ``send_timeout``: the client stopped reading for ``send_timeout`` seconds;
 - ``send_failed``: the server's ``send`` raised something else than OSError; logged;
 - ``shutdown``: the server is stopping (`GracefulShutdown`, `ShutdownSignal`);
-- ``server_cancelled``: the server cancelled the request task itself.
+- ``server_cancelled``: the server cancelled the request task itself;
+- ``dropped``: a hub subscription in the stream was dropped (`Subscription.drop`,
+  `Hub.drop`): the response ended cleanly and the client reconnects.
 """
 
 CLIENT_GONE_REASONS: frozenset[CloseReason] = frozenset(

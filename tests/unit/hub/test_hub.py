@@ -276,7 +276,7 @@ async def test_the_wire_id_is_the_published_id_and_every_subscriber_sends_the_sa
 async def test_an_event_is_encoded_once_whatever_the_number_of_subscribers(
     make_hub: MakeHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asgi_sse._hub.hub as hub_module
+    import asgi_sse._hub.core as hub_module
     from asgi_sse._protocol.frames import split_at_id as original
 
     calls = 0

@@ -67,5 +67,6 @@ def test_the_reasons_that_mean_the_client_is_gone() -> None:
         "send_failed",
         "shutdown",
         "server_cancelled",
+        "dropped",
     }
     assert set(CLIENT_GONE_REASONS) == {"client_left", "send_timeout", "send_failed"}
