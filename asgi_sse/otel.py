@@ -19,7 +19,7 @@ Instruments (``asgi_sse.`` prefix):
 
 * ``connections.open`` (up-down counter), ``connections.closed`` (counter, by
   ``reason``: ``stream_end``, ``client_left``, ``send_timeout``, ``shutdown``,
-  ``stream_error``, ``send_failed``, ``server_cancelled``), ``connection.duration``
+  ``stream_error``, ``send_failed``, ``server_cancelled``, ``dropped``), ``connection.duration``
   (histogram, s), ``events.sent`` and ``bytes.sent`` (counters, added when each
   response ends);
 * ``hub.published`` and ``hub.published.size`` (counters), ``hub.subscriptions``
