@@ -80,6 +80,12 @@ class ResumableMerge(Generic[T]):
         """Where each source was asked to start (its last id, or None)."""
         return dict(self._starts)
 
+    @property
+    def keys(self) -> dict[str, str]:
+        """Each source's key in the cursor, by name: a cursor is ``<key>~<id>`` entries
+        joined by ``.``, so a client told these keys can read each source's own id."""
+        return {name: source_key(name) for name in self._starts}
+
     async def __aenter__(self) -> ResumableMerge[T]:
         await self._merged.__aenter__()
         return self

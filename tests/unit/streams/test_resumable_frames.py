@@ -94,6 +94,18 @@ async def test_a_frame_id_that_cannot_go_into_a_cursor_is_refused(frame: bytes) 
         await merged_items({"chat": frames(frame)})
 
 
+async def test_keys_say_where_each_source_is_in_the_cursor() -> None:
+    merged = resumable_merge({"chat": frames(b"id: e-1\n\n"), "ticks": ticks(1)})
+    assert merged.keys == {"chat": CHAT, "ticks": TICKS}
+    async with merged as events:
+        items = [item async for item in events]
+    cursor = parse_cursor(cursor_of(items[-1])) or {}
+    assert {name: cursor[key] for name, key in merged.keys.items()} == {
+        "chat": "e-1",
+        "ticks": "0",
+    }
+
+
 def cursor_of(item: ServerSentEvent | bytes) -> str:
     if isinstance(item, ServerSentEvent):
         return str(item.id)
