@@ -1,5 +1,5 @@
 """The demo: three streams (plain, typed, merged), a chat on a `Hub`, answers of a fake
-model run on the hub, and two live pages, as one ASGI app.
+model run on the hub, and two live pages (one connection each), as one ASGI app.
 
 - ``/sse?message=hello``  plain `ServerSentEvent`s named ``echo``, ids from 0, JSON data
   with ``message`` and ``created_at``, one per second (step one);
@@ -12,10 +12,15 @@ model run on the hub, and two live pages, as one ASGI app.
   says which Last-Event-ID this connection resumed from, then every ``chat_message``
   after it - a reconnect gets exactly what it missed. ``client`` (letters, digits,
   ``-`` and ``_``) names the connection so that it can be dropped;
+- ``/page?client=<id>``   the page's one connection (`asgi_sse.demo.page`): the three
+  streams and the chat merged by `resumable_merge`, after a ``page_connected`` event
+  that says how to read its cursors, and a ``chat_ended`` event if the chat's topic
+  ends (the streams go on); takes the three streams' query parameters;
 - ``POST /chat/publish``  a form or JSON body with ``text``: publishes a
   ``ChatMessage``; 204 with the event's id in ``x-event-id``;
-- ``POST /chat/drop?client=<id>`` ends that client's stream now (204, or 404): its
-  browser reconnects by itself with its Last-Event-ID and resumes with no gap;
+- ``POST /chat/drop?client=<id>`` ends that client's streams now, its ``/chat`` and its
+  page connection (204, or 404): its browser reconnects by itself with its
+  Last-Event-ID and resumes with no gap;
 - ``POST /answer?tokens=200&interval=0.05`` a form or JSON body with ``text`` (the
   prompt): starts a run of a fake model (`Hub.run`) that streams ``tokens`` tokens, one
   every ``interval`` seconds; 201 with ``{"topic", "stream"}`` and a ``location``;
@@ -26,7 +31,9 @@ model run on the hub, and two live pages, as one ASGI app.
   404): the browser reconnects by itself and resumes with no gap;
 - ``POST /answer/<topic>/stop`` cancels the run (204, or 404 when it is not running):
   ``run_ended`` ``cancelled``;
-- ``/`` a page that opens the three streams and the chat with the browser's EventSource;
+- ``/`` a page that shows the three streams and the chat, all read through one
+  EventSource on ``/page`` (browsers open at most six HTTP/1.1 connections to a host,
+  for all their tabs together: one connection per tab leaves room for many tabs);
 - ``/answer`` a page of its own (one EventSource): a prompt, the answer as it grows, and
   "drop connection" and "stop" buttons;
 - ``/stats`` open and finished streams, the Last-Event-ID each reconnect sent, and the
@@ -35,7 +42,8 @@ model run on the hub, and two live pages, as one ASGI app.
 
 Query parameters for trying the three streams out: ``interval`` (seconds between
 events, default 1) and ``count`` (end the stream after that many events, so the browser
-reconnects and resumes after its Last-Event-ID). Run it with ``python -m asgi_sse.demo``.
+reconnects and resumes after its Last-Event-ID; on ``/page``, after that many events of
+each stream). Run it with ``python -m asgi_sse.demo``.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from importlib.resources import files
 from typing import Any, TypeVar
 
@@ -73,7 +81,6 @@ from asgi_sse.types import Receive, Scope, Send
 from .answer import Answers
 from .chat import (
     MAX_BODY,
-    MAX_CLIENTS,
     ChatMessage,
     ChatRoom,
     ClientLeft,
@@ -84,6 +91,7 @@ from .chat import (
     client_of,
     read_body,
 )
+from .page import PageStream, page_stream
 
 __all__ = (
     "Echo",
@@ -157,12 +165,18 @@ async def _ticks(interval: float, count: int | None, start: int) -> AsyncIterato
         await anyio.sleep(interval)
 
 
-async def sse(request: SSERequest) -> AsyncIterator[ServerSentEvent]:
-    """Step one: plain events, data as real JSON (not a Python dict's repr)."""
-    message, interval, count = _options(request)
-    async for n in _tracked(_ticks(interval, count, _after(request.last_event_id))):
+async def _plain_echoes(
+    message: str, interval: float, count: int | None, start: int
+) -> AsyncIterator[ServerSentEvent]:
+    async for n in _ticks(interval, count, start):
         data = json.dumps({"message": message, "created_at": time.time()})
         yield ServerSentEvent(data, event="echo", id=n)
+
+
+def sse(request: SSERequest) -> AsyncIterator[ServerSentEvent]:
+    """Step one: plain events, data as real JSON (not a Python dict's repr)."""
+    message, interval, count = _options(request)
+    return _tracked(_plain_echoes(message, interval, count, _after(request.last_event_id)))
 
 
 async def _echoes(
@@ -187,6 +201,18 @@ def sse2(request: SSERequest) -> AsyncIterator[Echo]:
     return _tracked(_echoes(message, interval, count, _after(request.last_event_id)))
 
 
+def _sse3_sources(
+    message: str, interval: float, count: int | None
+) -> dict[str, Callable[[str | None], AsyncIterable[Echo | ReverseEcho]]]:
+    def echo(last: str | None) -> AsyncIterator[Echo]:
+        return _tracked(_echoes(message, interval, count, _after(last)))
+
+    def reverse_echo(last: str | None) -> AsyncIterator[ReverseEcho]:
+        return _reverse_echoes(message, interval, count, _after(last))
+
+    return {"echo": echo, "reverse_echo": reverse_echo}
+
+
 def sse3(request: SSERequest) -> ResumableMerge[Echo | ReverseEcho]:
     """Step three: two typed streams merged; reverse_echo starts a second later.
 
@@ -194,20 +220,31 @@ def sse3(request: SSERequest) -> ResumableMerge[Echo | ReverseEcho]:
     `resumable_merge` sends a cursor of both instead, and on reconnect hands each
     source its own last id back."""
     message, interval, count = _options(request)
-
-    def echo(last: str | None) -> AsyncIterator[Echo]:
-        return _tracked(_echoes(message, interval, count, _after(last)))
-
-    def reverse_echo(last: str | None) -> AsyncIterator[ReverseEcho]:
-        return _reverse_echoes(message, interval, count, _after(last))
-
-    sources: dict[str, Callable[[str | None], AsyncIterable[Echo | ReverseEcho]]] = {
-        "echo": echo,
-        "reverse_echo": reverse_echo,
-    }
     # Note: return the merge itself (the response enters it); wrapping it in another
     # async generator would run its task group inside that generator - the classic trap.
+    sources = _sse3_sources(message, interval, count)
     return resumable_merge(sources, last_event_id=request.last_event_id)
+
+
+def _page_streams(
+    request: SSERequest,
+) -> Mapping[str, Callable[[str | None], AsyncIterable[ServerSentEvent | Echo | ReverseEcho]]]:
+    """The three streams as the page's sources (sse3's two under names of their own)."""
+    message, interval, count = _options(request)
+
+    def plain(last: str | None) -> AsyncIterator[ServerSentEvent]:
+        return _tracked(_plain_echoes(message, interval, count, _after(last)))
+
+    def typed(last: str | None) -> AsyncIterator[Echo]:
+        return _tracked(_echoes(message, interval, count, _after(last)))
+
+    merged = _sse3_sources(message, interval, count)
+    return {
+        "sse": plain,
+        "sse2": typed,
+        "sse3_echo": merged["echo"],
+        "sse3_reverse_echo": merged["reverse_echo"],
+    }
 
 
 def asyncapi_document() -> dict[str, Any]:
@@ -239,6 +276,7 @@ class _Site:
         self.room = room
         self.answers = Answers(room.hub)
         self.chat = SSEEndpoint(room.stream, methods=("GET", "HEAD"))
+        self.page = SSEEndpoint(self._page, methods=("GET", "HEAD"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -268,6 +306,9 @@ class _Site:
             elif path == "/chat":
                 client_of(request)
                 await self.chat(scope, receive, send)
+            elif path == "/page":
+                client_of(request)
+                await self.page(scope, receive, send)
             elif path in ("/chat/publish", "/chat/drop"):
                 if request.method != "POST":
                     raise HTTPError(405, "POST only")
@@ -295,23 +336,33 @@ class _Site:
             raise HTTPError(409, "the chat is closed") from None
         await answer(send, 204, headers=[(b"x-event-id", event_id.encode())])
 
+    def _page(self, request: SSERequest) -> PageStream:
+        """The page's one connection: the three streams and the chat, merged."""
+        client = request.query_params.get("client")  # checked by __call__
+        return page_stream(
+            _page_streams(request),
+            lambda last: self.room.frames(client, last),
+            client=client,
+            last_event_id=request.last_event_id,
+        )
+
     async def _drop(self, request: SSERequest, send: Send) -> None:
         client = client_of(request)
         if client is None:
             raise HTTPError(400, "give the client: ?client=<id>")
-        if not self.room.drop(client):
-            raise HTTPError(404, "no open chat stream of that client")
+        if not await self.room.drop(client):
+            raise HTTPError(404, "no open stream of that client")
         await answer(send, 204)
 
 
-def create_app(hub: Hub | None = None, *, max_clients: int = MAX_CLIENTS) -> GracefulShutdown:
+def create_app(hub: Hub | None = None) -> GracefulShutdown:
     """The demo app, its chat on ``hub`` (a new one if None).
 
     The hub runs for the life of the server (`Hub.lifespan`), inside `GracefulShutdown`,
     which ends every open stream - chat streams included - on Ctrl+C or SIGTERM.
     """
     hub = Hub() if hub is None else hub
-    room = ChatRoom(hub, max_clients=max_clients)
+    room = ChatRoom(hub)
     streams = SSEMiddleware(_Site(room), routes={"/sse": sse, "/sse2": sse2, "/sse3": sse3})
     return GracefulShutdown(hub.lifespan(streams))
 

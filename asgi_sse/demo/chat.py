@@ -1,9 +1,11 @@
-"""The demo's chat: one topic of a `Hub`, and which client holds which stream.
+"""The demo's chat: one topic of a `Hub`.
 
 A `ChatRoom` hands every ``GET /chat`` a `Connected` event, then the hub subscription's
-frames (resumed after the client's Last-Event-ID); it publishes `ChatMessage`s; and it
-can drop one client's connection, which its browser then resumes with no gap. The HTTP
-helpers parse and check what ``POST /chat/publish`` and ``/chat/drop`` receive.
+frames (resumed after the client's Last-Event-ID), and the page's connection the same
+frames as one of its merged sources (`ChatRoom.frames`); it publishes `ChatMessage`s;
+and it drops a client's streams (`Hub.drop`: each subscription is owned by its client),
+which its browser then resumes with no gap. The HTTP helpers parse and check what
+``POST /chat/publish`` and ``/chat/drop`` receive.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
 from pydantic import BaseModel
 
 from asgi_sse import BaseEvent, Hub, SSERequest, Subscription
@@ -22,9 +26,9 @@ from asgi_sse.types import Receive, Send
 __all__ = (
     "CHAT_TOPIC",
     "MAX_BODY",
-    "MAX_CLIENTS",
     "MAX_TEXT",
     "RECONNECT_MS",
+    "ChatEnded",
     "ChatMessage",
     "ChatPayload",
     "ChatRoom",
@@ -44,8 +48,6 @@ CHAT_TOPIC = "chat"
 MAX_TEXT = 500
 #: A publish request's body holds at most this many bytes.
 MAX_BODY = 8 * 1024
-#: At most this many clients are remembered for `/chat/drop` (the oldest is forgotten).
-MAX_CLIENTS = 1000
 #: How long a browser waits before it reconnects (EventSource's ``retry``), in ms.
 RECONNECT_MS = 1000
 
@@ -72,32 +74,28 @@ class Connected(BaseEvent[ConnectedInfo]):
     last event id stays what it sent, and the page learns where it resumed from."""
 
 
+class ChatEnded(BaseEvent[str | None]):
+    """The page's last event of the chat, when its topic ended (it was closed, or the
+    hub stopped): the data is the id of the chat's last event. It has no id."""
+
+
 class _ChatStream:
     """One chat connection: a `Connected` event, then the hub subscription's frames as
     they are (the subscription does the resuming).
 
-    It keeps what the response asks of the subscription - `prepare_stream` (a closed
+    It keeps what the response asks of the subscription: `prepare_stream` (a closed
     topic is answered 204, which stops the browser) and `next_nowait` (what is ready
-    goes out in one write) - and it is in the room's registry from the moment it
-    streams until the response closes it.
+    goes out in one write).
     """
 
-    __slots__ = ("_greeting", "_room", "client", "subscription")
+    __slots__ = ("_greeting", "subscription")
 
-    def __init__(
-        self, room: ChatRoom, client: str | None, subscription: Subscription, greeting: bytes
-    ) -> None:
-        self._room = room
-        self.client = client
+    def __init__(self, subscription: Subscription, greeting: bytes) -> None:
         self.subscription = subscription
         self._greeting: bytes | None = greeting
 
     async def prepare_stream(self) -> bool:
-        streaming = await self.subscription.prepare_stream()
-        if streaming:
-            # Registered only once it is sure to stream: a 204 leaves nothing behind.
-            self._room._register(self)
-        return streaming
+        return await self.subscription.prepare_stream()
 
     def __aiter__(self) -> _ChatStream:
         return self
@@ -111,7 +109,6 @@ class _ChatStream:
         return greeting if greeting is not None else self.subscription.next_nowait()
 
     async def aclose(self) -> None:
-        self._room._forget(self)
         await self.subscription.aclose()
 
     def _take_greeting(self) -> bytes | None:
@@ -120,23 +117,12 @@ class _ChatStream:
 
 
 class ChatRoom:
-    """The demo's chat: one topic of ``hub``, plus which client holds which stream, so
-    that one client's connection can be dropped (`drop`).
+    """The demo's chat: one topic of ``hub``. Every stream of it is owned by its client
+    (the ``client`` query parameter), so that `drop` can end a client's streams."""
 
-    The registry holds at most ``max_clients`` entries (the one registered longest ago
-    is forgotten first: its stream goes on, it just cannot be dropped any more), and an
-    entry leaves it when its stream ends.
-    """
-
-    def __init__(
-        self, hub: Hub, *, topic: str = CHAT_TOPIC, max_clients: int = MAX_CLIENTS
-    ) -> None:
-        if max_clients < 1:
-            raise ValueError(f"max_clients must be at least 1, got {max_clients}")
+    def __init__(self, hub: Hub, *, topic: str = CHAT_TOPIC) -> None:
         self.hub = hub
         self.topic = topic
-        self.max_clients = max_clients
-        self._clients: dict[str, _ChatStream] = {}
 
     def stream(self, request: SSERequest) -> _ChatStream:
         """The handler of ``GET /chat``: this client's stream of the topic, resumed
@@ -146,8 +132,26 @@ class ChatRoom:
         greeting = Connected(
             data=ConnectedInfo(client=client, last_event_id=last), retry=RECONNECT_MS
         ).encode()
-        subscription = self.hub.subscribe(self.topic, last_event_id=last)
-        return _ChatStream(self, client, subscription, greeting)
+        return _ChatStream(
+            self.hub.subscribe(self.topic, last_event_id=last, owner=client), greeting
+        )
+
+    async def frames(
+        self, client: str | None, last: str | None
+    ) -> AsyncIterator[bytes | ChatEnded]:
+        """The chat as a source of the page's merged connection: the subscription's
+        frames after ``last`` (the chat's own id from the page's cursor), then
+        `ChatEnded` if the topic ends."""
+        subscription = self.hub.subscribe(self.topic, last_event_id=last, owner=client)
+        try:
+            async for frame in subscription:
+                yield frame
+        finally:
+            await subscription.aclose()
+        # A drop ends the whole response, and with it this task, here: only an end of
+        # the topic itself (closed, or the hub stopped) is told to the page.
+        await anyio.lowlevel.checkpoint()
+        yield ChatEnded(data=self.hub.head(self.topic))
 
     async def publish(self, text: str) -> str:
         """Publish ``text`` as a `ChatMessage`; returns its id.
@@ -159,39 +163,18 @@ class ChatRoom:
         message = ChatPayload(text=text, time=dt.datetime.now(dt.timezone.utc))
         return await self.hub.publish(self.topic, ChatMessage(data=message))
 
-    def drop(self, client: str) -> bool:
-        """End ``client``'s current stream now (it reconnects and resumes); False when
-        no stream of that client is registered."""
-        stream = self._clients.get(client)
-        if stream is None:
-            return False
-        stream.subscription.drop()
-        return True
+    async def drop(self, client: str) -> int:
+        """End every stream ``client`` holds now (`Hub.drop`): its ``/chat`` and its
+        page connection, which its browser then resumes; how many it ended."""
+        return await self.hub.drop(client)
 
     def stats(self) -> dict[str, Any]:
         hub_stats = self.hub.stats()
         return {
-            "clients": len(self._clients),
             "subscribers": hub_stats.subscribers,
             "published": hub_stats.published,
             "head": self.hub.head(self.topic),
         }
-
-    def _register(self, stream: _ChatStream) -> None:
-        client = stream.client
-        if client is None:
-            return
-        # A reconnect replaces the client's entry and moves it to the newest end.
-        self._clients.pop(client, None)
-        self._clients[client] = stream
-        while len(self._clients) > self.max_clients:
-            del self._clients[next(iter(self._clients))]
-
-    def _forget(self, stream: _ChatStream) -> None:
-        # Only if the entry is still this stream: the client may have reconnected
-        # (a new stream took its place) before the old one was closed.
-        if stream.client is not None and self._clients.get(stream.client) is stream:
-            del self._clients[stream.client]
 
 
 class HTTPError(Exception):

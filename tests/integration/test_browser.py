@@ -5,9 +5,11 @@ in practice, with its own reconnection and Last-Event-ID. Chromium is Debian's
 (``/usr/bin/chromium`` or ``$ASGI_SSE_CHROMIUM``); without one these tests skip,
 unless ``ASGI_SSE_REQUIRE_BROWSER=1`` (CI), where they fail instead.
 
-The chat tests drive the hub through a real page: the server drops the page's stream
-while events keep being published, and the page's EventSource must resume by itself
-with nothing lost and nothing twice; and a closed topic must make it stop for good.
+The demo page reads the three streams and the chat through one EventSource (``/page``,
+a `resumable_merge`; several tabs at once: test_demo_tabs.py). The chat tests drive the
+hub through a real page: the server drops the page's connection while events keep being
+published, and the page's EventSource must resume by itself with nothing lost and
+nothing twice; and a closed topic must be told while the streams go on.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ __all__ = ("browser", "redis_prefix")  # fixtures, imported to be found here
 
 CHAT_APP = "tests.support.sse_app:chat_app"
 STREAMS = ("sse", "sse2", "sse3")
+#: The page connection's stream sources (asgi_sse/demo/page.py).
+SOURCES = ("sse", "sse2", "sse3_echo", "sse3_reverse_echo")
 
 # The browser first: without one, skip (or fail) before starting any server.
 pytestmark = [pytest.mark.usefixtures("browser"), pytest.mark.timeout(90)]
@@ -65,7 +69,7 @@ def test_page_shows_events_from_all_three_streams(demo: Server, page: Any) -> No
     received = page.evaluate("window.demo.received")
     for name in STREAMS:
         echoes = [event for event in received[name] if event["type"] == "echo"]
-        # The page's `number`: the id itself, or /sse3's own entry in its cursor.
+        # The page's `number`: the sender's own entry in the connection's cursor.
         assert [event["number"] for event in echoes[:3]] == ["0", "1", "2"]
         assert {event["payload"]["message"] for event in echoes} == {"hello"}
         assert {"message", "created_at"} <= set(echoes[0]["payload"])
@@ -96,21 +100,20 @@ def test_page_shows_events_from_all_three_streams(demo: Server, page: Any) -> No
 
 
 def test_browser_reconnects_and_resumes_after_last_event_id(demo: Server, page: Any) -> None:
-    # count=3: the server ends each stream after three events (of each source, for
-    # /sse3); EventSource reconnects by itself (after its default delay, ~3 s in
-    # Chromium) and sends Last-Event-ID.
+    # count=3: the server ends the page's connection once each stream sent three events;
+    # EventSource reconnects by itself (after the server's `retry`, 1 s) and sends the
+    # last cursor as Last-Event-ID.
     page.goto(demo.url("/?interval=0.05&count=3"))
     page.wait_for_function(
-        """() => ["sse", "sse2", "sse3"].every(name =>
-                window.demo.opens[name] >= 2
-                && window.demo.received[name].filter(e => e.type === "echo").length >= 6)
+        """() => window.demo.opens >= 2
+              && ["sse", "sse2", "sse3"].every(name =>
+                 window.demo.received[name].filter(e => e.type === "echo").length >= 6)
               && window.demo.received.sse3.filter(e => e.type === "reverse_echo").length >= 6""",
         timeout=TIMEOUT_MS,
     )
     received = page.evaluate("window.demo.received")
-    opens = page.evaluate("window.demo.opens")
+    assert page.evaluate("window.demo.opens") >= 2
     for name in STREAMS:
-        assert opens[name] >= 2, opens
         echo_numbers = [event["number"] for event in received[name] if event["type"] == "echo"]
         # No gap, no repeat: the second connection went on after number 2.
         assert echo_numbers[:6] == ["0", "1", "2", "3", "4", "5"], (name, echo_numbers)
@@ -118,11 +121,12 @@ def test_browser_reconnects_and_resumes_after_last_event_id(demo: Server, page: 
     reverse = [event for event in received["sse3"] if event["type"] == "reverse_echo"]
     assert [event["number"] for event in reverse[:6]] == ["0", "1", "2", "3", "4", "5"]
     for event in received["sse3"]:  # the page's number is the sender's entry in the id
-        assert (parse_cursor(event["id"]) or {})[source_key(event["type"])] == event["number"]
+        key = source_key(f"sse3_{event['type']}")
+        assert (parse_cursor(event["id"]) or {})[key] == event["number"]
     stats = httpx.get(demo.url("/stats"), timeout=10).json()
-    assert "2" in stats["last_event_ids"], stats
-    resumed = {source_key("echo"): "2", source_key("reverse_echo"): "2"}
-    assert any(parse_cursor(last) == resumed for last in stats["last_event_ids"]), stats
+    # The reconnect's Last-Event-ID: a cursor with each stream after its own number 2.
+    resumed = [parse_cursor(last) or {} for last in stats["last_event_ids"]]
+    assert any(all(c.get(source_key(n)) == "2" for n in SOURCES) for c in resumed), stats
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "hypercorn-trio"])
@@ -145,8 +149,8 @@ def test_tricky_payloads_reach_the_browser_exactly(test_app: Server, page: Any) 
 
 # -- the chat: the hub through a real EventSource -------------------------------------
 
-#: The page's chat state, without its EventSource object (which cannot be serialised).
-CHAT_STATE = "() => { const { source, ...state } = window.demo.chat; return state; }"
+#: The page's chat state.
+CHAT_STATE = "() => window.demo.chat"
 PUBLISH_EVERY = 0.02  # seconds between two publishes
 
 
@@ -218,7 +222,7 @@ def test_a_dropped_chat_stream_resumes_by_itself_with_every_event_once(
         page.wait_for_function("() => window.demo.chat.messages.length >= 10")
         # The server ends the page's stream mid-flow, while events keep coming.
         page.click("#chat-drop")
-        page.wait_for_function("() => window.demo.chat.errors.length === 1")  # it ended
+        page.wait_for_function("() => window.demo.errors.length === 1")  # it ended
         away_from = publisher.count()
         page.wait_for_function("() => window.demo.chat.connections.length === 2")
         away_until = publisher.count()
@@ -237,10 +241,10 @@ def test_a_dropped_chat_stream_resumes_by_itself_with_every_event_once(
     first = [m for m in chat["messages"] if m["connection"] == 1]
     # The browser reconnected by itself, once, with the id of the last event it had.
     assert chat["connections"] == [None, first[-1]["id"]]
-    assert chat["errors"] == [0]  # one error event, while reconnecting (not closed)
+    assert page.evaluate("window.demo.errors") == [0]  # once, reconnecting (not closed)
     assert chat["resets"] == []
     resume = page.text_content("#chat-resume")
-    assert resume == f"reconnect #1: resumed after Last-Event-ID {first[-1]['id']}"
+    assert resume == f"reconnect #1: the chat resumed after {first[-1]['id']}"
     # Events were published while the page had no connection (the browser waits the
     # server's `retry`, 1 s, before it reconnects): those came back as the replay.
     print(f"\n{demo.kind}: {away_until - away_from} events published while away")
@@ -257,27 +261,35 @@ def chat_server(request: pytest.FixtureRequest) -> Iterator[Server]:
         yield server
 
 
-def test_a_closed_chat_makes_the_browser_stop_reconnecting(chat_server: Server, page: Any) -> None:
-    page.goto(chat_server.url("/"))
+def test_a_closed_chat_is_told_on_the_page_and_its_streams_go_on(
+    chat_server: Server, page: Any
+) -> None:
+    page.goto(chat_server.url("/?interval=0.05"))
     page.wait_for_function("() => window.demo.chat.connections.length === 1")
     with httpx.Client(base_url=chat_server.base_url, timeout=10) as http:
         response = http.post("/chat/publish", data={"text": "last words"})
         assert response.status_code == 204
         page.wait_for_function("() => window.demo.chat.messages.length === 1")
         assert http.post("/close").status_code == 204
-        # The open stream drains and ends; the browser reconnects at the head (after
-        # the server's `retry`), gets 204 No Content, and closes for good.
-        page.wait_for_function("() => window.demo.chat.source.readyState === EventSource.CLOSED")
+        # The chat's subscription drains and ends: the page is told, and the streams of
+        # its connection go on.
+        page.wait_for_function("() => window.demo.chat.ended.length === 1")
+        streamed = page.evaluate("window.demo.received.sse.length")
+        page.wait_for_function(
+            "count => window.demo.received.sse.length >= count + 5", arg=streamed
+        )
         chat = page.evaluate(CHAT_STATE)
-        assert chat["errors"] == [0, 2]  # reconnecting, then closed: no further attempt
-        assert chat["connections"] == [None]  # the 204 was no stream: no `connected`
+        assert chat["ended"] == [response.headers["x-event-id"]]  # the chat's last event
         assert [m["text"] for m in chat["messages"]] == ["last words"]
         assert chat["messages"][0]["id"] == response.headers["x-event-id"]
-        assert page.text_content("#chat .state") == "closed"
-        assert page.text_content("#chat-resume").startswith("closed for good")
-        stats = http.get("/stats").json()["chat"]
-        assert (stats["subscribers"], stats["clients"]) == (0, 0)
+        assert page.evaluate("window.demo.errors") == []  # the connection never ended
+        assert page.text_content("#chat .state") == "open"
+        assert page.text_content("#chat-resume").startswith("the chat ended")
         assert http.post("/chat/publish", data={"text": "too late"}).status_code == 409
+        # /chat itself answers a client at the end of a closed chat 204, which stops a
+        # browser's EventSource for good.
+        last = response.headers["x-event-id"]
+        assert http.get("/chat", headers={"Last-Event-ID": last}).status_code == 204
 
 
 # -- the answer page: a run on the hub, one EventSource ---------------------------------

@@ -1,6 +1,7 @@
 """The demo app in-process (the same app runs under uvicorn and in Chromium in
-test_servers.py and test_browser.py): its routes, its options, its stats, and the chat
-on its hub (publish, drop and resume, validation, the registry of clients).
+test_servers.py, test_browser.py and test_demo_tabs.py): its routes, its options, its
+stats, the chat on its hub (publish, drop and resume, validation, streams owned by their
+client), and the page's one connection (``/page``: the streams and the chat merged).
 
 The chat tests build an app per test with `create_app(Hub())`: a hub belongs to the
 event loop that first used its topics, and every test here runs in a loop of its own.
@@ -252,13 +253,15 @@ async def test_drop_ends_the_stream_and_a_reconnect_resumes_exactly() -> None:
         await connected(stream)
         seen = await publish(demo, "before")
         assert (await stream.next_event(ChatMessage)).id == seen
-        assert (await chat_stats(demo))["clients"] == 1
+        assert (await chat_stats(demo))["subscribers"] == 1
         status, _ = await post(demo, "/chat/drop?client=me")
         assert status == 204
         await stream.wait_finished()
     assert stream.complete  # a clean end of the body: the browser reconnects
     assert stream.last_event_id == seen
-    assert (await chat_stats(demo))["clients"] == 0  # the ended stream left the registry
+    assert (await chat_stats(demo))["subscribers"] == 0
+    status, _ = await post(demo, "/chat/drop?client=me")
+    assert status == 404  # nothing of that client streams any more
     missed = [await publish(demo, f"missed{n}") for n in range(3)]
     async with connect(demo, "/chat?client=me", last_event_id=seen) as again:
         greeting = await connected(again)
@@ -301,7 +304,10 @@ async def test_a_stream_without_a_client_works_but_cannot_be_dropped() -> None:
         assert (await connected(stream)).data.client is None
         event_id = await publish(demo, "hi")
         assert (await stream.next_event()).id == event_id
-        assert (await chat_stats(demo))["clients"] == 0
+        status, _ = await post(demo, "/chat/drop?client=me")
+        assert status == 404
+        later = await publish(demo, "still here")
+        assert (await stream.next_event()).id == later
 
 
 async def test_a_closed_chat_is_answered_204_which_stops_the_browser() -> None:
@@ -313,52 +319,30 @@ async def test_a_closed_chat_is_answered_204_which_stops_the_browser() -> None:
         await stream.wait_finished()
     assert stream.status == 204
     assert stream.header("content-type") is None
-    assert (await chat_stats(demo))["clients"] == 0  # a 204 is never registered
+    assert (await chat_stats(demo))["subscribers"] == 0
     status, _ = await post(demo, "/chat/publish", b"text=more")
     assert status == 409
 
 
-async def test_a_reconnect_of_the_same_client_replaces_its_entry() -> None:
-    demo = create_app(Hub())
-    async with AsyncExitStack() as stack:
-        old = await stack.enter_async_context(connect(demo, "/chat?client=me"))
-        await connected(old)
-        new = await stack.enter_async_context(connect(demo, "/chat?client=me"))
-        await connected(new)
-        # The old stream ending does not remove the entry: it is the new stream's now.
-        await old.disconnect()
-        assert (await chat_stats(demo))["clients"] == 1
-        status, _ = await post(demo, "/chat/drop?client=me")
-        assert status == 204
-        await new.wait_finished()  # the current stream is the one dropped
-        assert (await chat_stats(demo))["clients"] == 0
-
-
-async def test_the_registry_is_bounded_and_forgets_the_oldest_client() -> None:
+async def test_a_drop_ends_every_stream_of_that_client_and_only_those() -> None:
     hub = Hub()
-    room = ChatRoom(hub, max_clients=2)
+    room = ChatRoom(hub)
     endpoint = SSEEndpoint(room.stream)
     async with AsyncExitStack() as stack:
         streams: dict[str, TestStream] = {}
-        for client in "abc":  # one after the other: registered in this order
-            streams[client] = await stack.enter_async_context(
+        for name, client in (("a", "a"), ("b1", "b"), ("b2", "b"), ("c", "c")):
+            streams[name] = await stack.enter_async_context(
                 connect(endpoint, f"/?client={client}")
             )
-            await connected(streams[client])
-        assert room.stats()["clients"] == 2
-        assert not room.drop("a")  # forgotten: its stream goes on
-        assert room.drop("b")
-        await streams["b"].wait_finished()
+            await connected(streams[name])
+        assert await room.drop("b") == 2
+        for name in ("b1", "b2"):
+            await streams[name].wait_finished()
+            assert streams[name].complete
+        assert await room.drop("b") == 0
         event_id = await room.publish("to a and c")
         assert [(await streams[c].next_event()).id for c in "ac"] == [event_id, event_id]
-    assert room.stats() == {
-        "clients": 0,
-        "subscribers": 0,
-        "published": 1,
-        "head": event_id,
-    }
-    with pytest.raises(ValueError, match="max_clients"):
-        ChatRoom(hub, max_clients=0)
+    assert room.stats() == {"subscribers": 0, "published": 1, "head": event_id}
 
 
 async def test_head_gets_headers_only_and_registers_nothing() -> None:
@@ -367,7 +351,6 @@ async def test_head_gets_headers_only_and_registers_nothing() -> None:
     async with connect(demo, "/chat?client=me", method="HEAD") as response:
         await response.wait_finished()
     assert response.status == 200
-    assert (await chat_stats(demo))["clients"] == 0
     assert hub.stats().subscribers == 0
 
 
