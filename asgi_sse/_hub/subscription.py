@@ -214,7 +214,9 @@ class Subscription:
     async def __anext__(self) -> bytes:
         core = self._core
         if self._end_response is _UNREAD:
-            self._end_response = END_RESPONSE.get()
+            self._end_response = end_response = END_RESPONSE.get()
+            if end_response is not None and self._end_reason == "dropped":
+                end_response()  # dropped before its response got to it: end it now
         while self._state is UNRESOLVED and not core.stopped:  # once the backend answers
             if self._end_reason is not None:  # dropped before it could resolve
                 raise StopAsyncIteration

@@ -235,3 +235,20 @@ async def test_subscription_drop_ends_a_merged_response(anyio_backend: str) -> N
             await stream.wait_finished(timeout=1.0)
             assert stream.complete
     assert closes.reasons == ["dropped"]
+
+
+async def test_a_subscription_dropped_before_its_merge_runs_it_ends_the_response(
+    anyio_backend: str,
+) -> None:
+    closes = Closes()
+    async with Hub() as hub:
+        sub = hub.subscribe("t", owner="a")
+        assert await hub.drop("a") == 1  # before the response, and its merge, start
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await EventSourceResponse(merge(sub, _ticks()), observer=closes)(scope, receive, send)
+
+        async with connect(app) as stream:
+            await stream.wait_finished(timeout=1.0)
+            assert stream.complete
+    assert closes.reasons == ["dropped"]
