@@ -12,13 +12,17 @@ say ``X-Accel-Buffering: no``, and does cut a stream without keep-alives.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from tests.support import proxies
 from tests.support.arrival import WAIT, gated, log, new_key
+from tests.support.browser import TIMEOUT_MS, browser
 from tests.support.rawclient import Frame, RawClient
 from tests.support.servers import Server, running
+
+__all__ = ("browser",)  # a fixture, imported to be found here
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -183,3 +187,27 @@ def test_without_keepalive_nginx_cuts_a_quiet_stream(upstream: Server) -> None:
     assert [frame.event for frame in events(client)] == [b"ready"]
     assert client.ended_at is not None
     assert 1.5 < client.ended_at - ready.at < 4.5, "cut, but not by the 2 s read timeout"
+
+
+def test_a_browser_resumes_through_nginx_after_its_read_timeout_cuts_the_stream(
+    upstream: Server, browser: Any
+) -> None:
+    # Chromium's own EventSource through nginx (proxy_read_timeout 2s): the stream sends
+    # three events and falls silent without keep-alives, nginx cuts it, the browser
+    # reconnects with Last-Event-ID and the app resumes right after it - what a stream
+    # cut by any proxy or platform timeout (Cloud Run's) goes through.
+    key = new_key()
+    with proxies.nginx(upstream.port, read_timeout="2s") as nginx:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(nginx.url(f"/events/page.html?key={key}"))
+            page.wait_for_function("window.got.length >= 6")
+            got = page.evaluate("window.got.slice(0, 6)")
+            opens = page.evaluate("window.opens")
+        finally:
+            context.close()
+    assert got == [[str(n), str(n)] for n in range(1, 7)]
+    assert opens >= 2
+    assert log(upstream, key)[:2] == ["last-event-id: None", "last-event-id: 3"]

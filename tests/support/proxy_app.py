@@ -11,8 +11,12 @@ compression test's mount puts in front: ``/events/gated``, ``/br/events/gated``.
   of an event-stream app that does not send it.
 - ``late?key=K`` - logs ``started``, sends nothing until the release, then ``first``,
   and the end: when do the response's headers arrive?
-- ``count?key=K`` - the events after the request's ``Last-Event-ID`` (ids 1, 2, 3, or
-  n+1, n+2, n+3), then stays open, silent. The id it was given is logged.
+- ``count?key=K[&retry=MS]`` - the events after the request's ``Last-Event-ID`` (ids
+  1, 2, 3, or n+1, n+2, n+3; the first with ``retry: MS`` if given), then stays open,
+  silent. The id it was given is logged.
+- ``page.html?key=K`` - a page whose EventSource follows ``count?key=K&retry=100`` (a
+  relative URL: through the proxy, as the page came) and records ``window.got``, the
+  ``[lastEventId, data]`` of each message, and ``window.opens``.
 - ``silent?key=K&silence=S&ping=P`` - ``ready``, then S seconds of nothing from the
   stream (``ping``: the keep-alive interval in seconds, or ``none``), then ``after``,
   and the end.
@@ -74,12 +78,28 @@ async def _late(key: str) -> AsyncIterator[ServerSentEvent]:
     yield ServerSentEvent("first", id="1")
 
 
-async def _counted(key: str, last_event_id: str | None) -> AsyncIterator[ServerSentEvent]:
+async def _counted(
+    key: str, last_event_id: str | None, retry: int | None
+) -> AsyncIterator[ServerSentEvent]:
     _log(key, f"last-event-id: {last_event_id}")
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
     for number in range(after + 1, after + 4):
-        yield ServerSentEvent(str(number), id=str(number))
+        yield ServerSentEvent(str(number), id=str(number), retry=retry)
+        retry = None
     await anyio.sleep_forever()
+
+
+_PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>through the proxy</title>
+<script>
+window.got = [];
+window.opens = 0;
+const source = new EventSource("count?key=KEY&retry=100");
+source.onopen = () => { window.opens += 1; };
+source.onmessage = (event) => { window.got.push([event.lastEventId, event.data]); };
+</script>
+"""
 
 
 async def _silent(silence: float) -> AsyncIterator[ServerSentEvent]:
@@ -123,7 +143,13 @@ async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     elif name == "late":
         stream = _late(key)
     elif name == "count":
-        stream = _counted(key, SSERequest(scope, receive).last_event_id)
+        retry = int(query["retry"]) if "retry" in query else None
+        stream = _counted(key, SSERequest(scope, receive).last_event_id, retry)
+    elif name == "page.html":
+        assert key.replace("-", "").isalnum(), key  # goes into a script verbatim
+        page = _PAGE.replace("KEY", key).encode()
+        await _plain(send, 200, page, b"text/html; charset=utf-8")
+        return
     elif name == "silent":
         stream = _silent(float(query.get("silence", "5")))
         ping = None if query.get("ping", "none") == "none" else float(query["ping"])
