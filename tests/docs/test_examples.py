@@ -34,6 +34,7 @@ pytestmark = HTTPX_GENERATOR_WARNINGS
 
 Loader = Callable[[str], ModuleType]
 HUB_FRAMEWORKS = ROOT / "tests" / "integration" / "test_hub_frameworks.py"
+AUTHORIZATION = ROOT / "tests" / "docs" / "test_authorization.py"
 
 
 @pytest.fixture
@@ -193,6 +194,18 @@ def hub_app(name: str) -> Callable[[Loader], Awaitable[None]]:
         assert isinstance(module.hub, Hub)
         assert module.app is not None
         assert f"docs/examples/howto/{name}.py" in HUB_FRAMEWORKS.read_text(encoding="utf-8")
+
+    return check
+
+
+def authorization_example(name: str) -> Callable[[Loader], Awaitable[None]]:
+    """An example of the authorization guide: driven, state and all, by
+    tests/docs/test_authorization.py (and in Chromium by
+    tests/integration/test_auth_browser.py); here, only that it loads."""
+
+    async def check(load: Loader) -> None:
+        assert load(name).__file__ is not None
+        assert name in AUTHORIZATION.read_text(encoding="utf-8")
 
     return check
 
@@ -545,6 +558,9 @@ EXAMPLES_TABLE: dict[str, Example] = {
     "howto/metrics.py": Example(check_metrics),
     "howto/tokens.py": Example(check_tokens),
     "howto/runs.py": Example(check_runs),
+    "howto/stream_auth.py": Example(authorization_example("stream_auth")),
+    "howto/auth_starlette.py": Example(authorization_example("auth_starlette")),
+    "howto/auth_fastapi.py": Example(authorization_example("auth_fastapi")),
 }
 
 
