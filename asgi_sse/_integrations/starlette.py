@@ -38,7 +38,7 @@ class EventSourceResponse(Response):
         content: What to send (see `asgi_sse.types.EventStream`).
         status_code: The response status.
         background: Run after the response ended, as Starlette does.
-        **options: ``ping``, ``ping_event``, ``send_timeout``, ``headers`` and
+        **options: ``ping``, ``ping_event``, ``send_timeout``, ``headers``, ``retry`` and
             ``observer``, as declared (with their defaults) in
             `asgi_sse.types.ResponseOptions`.
 

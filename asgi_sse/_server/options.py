@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 from typing import TypedDict, TypeVar
 
 from .._protocol.events import BaseEvent
-from .._protocol.wire import ServerSentEvent
+from .._protocol.wire import ServerSentEvent, check_retry
 
 # At run time, not under TYPE_CHECKING: the TypedDicts are public (asgi_sse.types), and
 # typing.get_type_hints of them must resolve every option's type.
@@ -102,6 +102,10 @@ class ResponseOptions(TypedDict, total=False):
     """Response headers, merged over the event-stream defaults (case-insensitively)."""
     observer: StreamObserver | None
     """A `StreamObserver` told when each response opens and closes (default: none)."""
+    retry: int | None
+    """Milliseconds a browser waits before it reconnects, sent as the body's first line
+    (``retry: N``) before the stream's events, whatever the stream is (a hub
+    subscription too); default None: not sent, and browsers wait about 3 s."""
 
 
 class EndpointOptions(ResponseOptions, total=False):
@@ -192,10 +196,10 @@ class StreamOptions:
     """How responses stream: built and checked once, shared by every response.
 
     Raises:
-        ValueError: for a ping or send_timeout that is not positive, unsendable headers
-            (see `build_headers`), or an empty method name.
+        ValueError: for a ping or send_timeout that is not positive, a negative retry,
+            unsendable headers (see `build_headers`), or an empty method name.
         TypeError: for a ping_event that is not an event or a function, or numbers of
-            the wrong type.
+            the wrong type (a retry that is not an int).
     """
 
     ping: float | None = DEFAULT_PING
@@ -207,14 +211,20 @@ class StreamOptions:
     last_event_id_param: str = DEFAULT_LAST_EVENT_ID_PARAM
     #: Told when each response opens and closes (metrics); None costs nothing.
     observer: StreamObserver | None = None
+    #: The reconnection delay sent first, in milliseconds; None: none.
+    retry: int | None = None
     # Derived once:
     header_list: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False)
     keepalive: bytes | Callable[[], bytes] = field(init=False, repr=False)
+    #: ``retry: N`` and a blank line (no data: a client dispatches no event); or None.
+    retry_frame: bytes | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_seconds("ping", self.ping)
         _check_seconds("send_timeout", self.send_timeout)
         set_ = object.__setattr__  # frozen: derived fields are set once, here
+        retry = None if self.retry is None else check_retry(self.retry)
+        set_(self, "retry_frame", None if retry is None else b"retry: %d\n\n" % retry)
         set_(self, "header_list", build_headers(self.headers))
         set_(self, "keepalive", keepalive_body(self.ping_event))
         if self.methods is not None:

@@ -80,7 +80,7 @@ class EventSourceResponse:
         status_code: The response status.
         shutdown: The signal that ends the stream when the server stops; by default
             the one `GracefulShutdown` puts in the scope, if any.
-        **options: ``ping``, ``ping_event``, ``send_timeout``, ``headers`` and
+        **options: ``ping``, ``ping_event``, ``send_timeout``, ``headers``, ``retry`` and
             ``observer``, as declared (with their defaults) in
             `asgi_sse.types.ResponseOptions`.
 
@@ -254,6 +254,9 @@ async def _pump_then_finish(
             # context) ends the whole response when it is dropped.
             ending = END_RESPONSE.set(partial(conn.end, "dropped"))
             try:
+                if conn.options.retry_frame is not None:  # retry=: before any event
+                    await conn.send_frames(conn.options.retry_frame)
+                    conn.events_sent = 0  # a retry line is no event
                 if hasattr(type(stream), "__aenter__"):  # merge(...): a task group inside
                     async with cast(AbstractAsyncContextManager[EventStream], stream) as entered:
                         await pump(entered, conn)

@@ -50,7 +50,7 @@ async def events(
     if topics is None:
         raise HTTPException(403, "no access")
     subscription = hub.subscribe(*topics, last_event_id=last_event_id or resume_after, owner=user)
-    return EventSourceResponse(stream_auth.WithRetry(subscription))
+    return EventSourceResponse(subscription, retry=stream_auth.RECONNECT_MS)
 
 
 @app.post("/token")

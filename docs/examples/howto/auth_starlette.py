@@ -46,7 +46,7 @@ async def events(request: Request) -> Response:  # GET /events, or /events?token
     # EventSource (a fresh token) and resumes where the last one stopped.
     last = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
     subscription = hub.subscribe(*topics, last_event_id=last, owner=user)
-    return EventSourceResponse(stream_auth.WithRetry(subscription))
+    return EventSourceResponse(subscription, retry=stream_auth.RECONNECT_MS)
 
 
 # --8<-- [end:events]

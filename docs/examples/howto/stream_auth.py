@@ -7,8 +7,6 @@ import hmac
 import secrets
 import time
 
-from asgi_sse import ServerSentEvent, Subscription
-
 # The server's own state; a real app keeps it in its database.
 SESSIONS: dict[str, str] = {}  # session cookie -> user id
 ROOMS: dict[str, set[str]] = {"alice": {"general", "staff"}, "bob": {"general"}}
@@ -76,28 +74,3 @@ def topics_of(user: str) -> list[str] | None:
 
 # --8<-- [end:check]
 RECONNECT_MS = 1000  # how long a browser waits before it reconnects
-
-
-class WithRetry:
-    """A subscription's frames after a ``retry:`` that sets the browser's wait.
-
-    It keeps what the response asks of the subscription: `prepare_stream` places the
-    client in the topics before the 200 goes out (nothing published after it is
-    missed), and `aclose` ends the subscription with the response."""
-
-    def __init__(self, subscription: Subscription) -> None:
-        self.subscription = subscription
-        self._retry: bytes | None = ServerSentEvent(retry=RECONNECT_MS).encode()
-
-    async def prepare_stream(self) -> bool:
-        return await self.subscription.prepare_stream()
-
-    def __aiter__(self) -> "WithRetry":
-        return self
-
-    async def __anext__(self) -> bytes:
-        retry, self._retry = self._retry, None
-        return retry if retry is not None else await self.subscription.__anext__()
-
-    async def aclose(self) -> None:
-        await self.subscription.aclose()
