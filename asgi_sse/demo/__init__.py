@@ -19,8 +19,9 @@ model run on the hub, and two live pages (one connection each), as one ASGI app.
 - ``POST /chat/publish``  a form or JSON body with ``text``: publishes a
   ``ChatMessage``; 204 with the event's id in ``x-event-id``;
 - ``POST /chat/drop?client=<id>`` ends that client's streams now, its ``/chat`` and its
-  page connection (204, or 404): its browser reconnects by itself with its
-  Last-Event-ID and resumes with no gap;
+  page connection, in whichever worker they are (204; 404 when the client has none,
+  which only a hub of one process can tell): its browser reconnects by itself with
+  its Last-Event-ID and resumes with no gap;
 - ``POST /answer?tokens=200&interval=0.05`` a form or JSON body with ``text`` (the
   prompt): starts a run of a fake model (`Hub.run`) that streams ``tokens`` tokens, one
   every ``interval`` seconds; 201 with ``{"topic", "stream"}`` and a ``location``;
@@ -36,8 +37,8 @@ model run on the hub, and two live pages (one connection each), as one ASGI app.
   for all their tabs together: one connection per tab leaves room for many tabs);
 - ``/answer`` a page of its own (one EventSource): a prompt, the answer as it grows, and
   "drop connection" and "stop" buttons;
-- ``/stats`` open and finished streams, the Last-Event-ID each reconnect sent, and the
-  chat's counters;
+- ``/stats`` open and finished streams, the Last-Event-ID each reconnect sent, the
+  chat's counters, and the ``pid`` of the worker process that answered;
 - ``/asyncapi.json`` the AsyncAPI 3.0 document of the typed streams (`asgi_sse.schema`).
 
 Query parameters for trying the three streams out: ``interval`` (seconds between
@@ -299,8 +300,9 @@ class _Site:
             elif path == "/answer" or path.startswith("/answer/"):
                 await self.answers(request, scope, receive, send)
             elif path == "/stats":
-                body = json.dumps({**stats, "chat": self.room.stats()}).encode()
-                await answer(send, 200, body, b"application/json")
+                # pid: which worker process answered (``--workers``).
+                info = {**stats, "chat": self.room.stats(), "pid": os.getpid()}
+                await answer(send, 200, json.dumps(info).encode(), b"application/json")
             elif path == "/asyncapi.json":
                 await answer(send, 200, asyncapi_json(), b"application/json")
             elif path == "/chat":
@@ -350,7 +352,11 @@ class _Site:
         client = client_of(request)
         if client is None:
             raise HTTPError(400, "give the client: ?client=<id>")
-        if not await self.room.drop(client):
+        ended = await self.room.drop(client)
+        # On a hub shared by several processes (Redis, --workers) the client's streams
+        # may be in another worker, which ends them within about a second: only this
+        # worker's are counted here, so only a hub of one process can answer 404.
+        if not ended and not self.room.shared:
             raise HTTPError(404, "no open stream of that client")
         await answer(send, 204)
 

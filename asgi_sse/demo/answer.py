@@ -7,8 +7,8 @@ of a reconnect; ``POST /answer/<topic>/drop`` ends this process's streams of it 
 browser reconnects and resumes), ``POST /answer/<topic>/stop`` cancels the run.
 
 Across workers (``--redis URL --workers 2``) the run's events are on Redis, so any
-worker streams and stops it; a drop, like the chat's, reaches the streams of the
-worker that receives it only.
+worker streams and stops it; a drop reaches the streams of the worker that receives
+it only (the chat's, by owner with `Hub.drop`, reaches every worker).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import anyio
 from pydantic import BaseModel
 
 from asgi_sse import BaseEvent, Hub, SSERequest, Subscription
+from asgi_sse.backends import OwnerDrops
 from asgi_sse.types import Receive, Send
 
 __all__ = (
@@ -123,6 +124,9 @@ class ChatRoom:
     def __init__(self, hub: Hub, *, topic: str = CHAT_TOPIC) -> None:
         self.hub = hub
         self.topic = topic
+        #: Whether the hub's backend is shared by several processes and drops there
+        #: too (Redis): a client's streams may then be in another process.
+        self.shared = isinstance(hub.backend, OwnerDrops)
 
     def stream(self, request: SSERequest) -> _ChatStream:
         """The handler of ``GET /chat``: this client's stream of the topic, resumed
@@ -165,7 +169,8 @@ class ChatRoom:
 
     async def drop(self, client: str) -> int:
         """End every stream ``client`` holds now (`Hub.drop`): its ``/chat`` and its
-        page connection, which its browser then resumes; how many it ended."""
+        page connection, which its browser then resumes; how many it ended in this
+        process (with a `shared` hub, the other processes end theirs too)."""
         return await self.hub.drop(client)
 
     def stats(self) -> dict[str, Any]:
