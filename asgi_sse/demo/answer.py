@@ -3,12 +3,12 @@
 ``POST /answer`` starts a run (`Hub.run`) of `fake_model`, which yields `Token`s at a
 steady pace; the run publishes them to a topic of its own and ends with ``run_ended``.
 ``GET /answer/<topic>`` streams that topic from its start, or after the Last-Event-ID
-of a reconnect; ``POST /answer/<topic>/drop`` ends this process's streams of it (the
-browser reconnects and resumes), ``POST /answer/<topic>/stop`` cancels the run.
+of a reconnect; ``POST /answer/<topic>/drop`` ends its streams (their owner is the
+topic: `Hub.drop`; the browser reconnects and resumes), ``POST /answer/<topic>/stop``
+cancels the run.
 
 Across workers (``--redis URL --workers 2``) the run's events are on Redis, so any
-worker streams and stops it; a drop reaches the streams of the worker that receives
-it only (the chat's, by owner with `Hub.drop`, reaches every worker).
+worker streams and stops it, and a drop reaches the streams of every worker.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 
 from asgi_sse import BaseEvent, Hub, HubFull, SSEEndpoint, SSERequest, Subscription
+from asgi_sse.backends import OwnerDrops
 from asgi_sse.types import Receive, Scope, Send
 
 from .chat import MAX_BODY, HTTPError, answer, chat_text, read_body
@@ -54,48 +55,12 @@ async def fake_model(prompt: str, count: int, interval: float) -> AsyncIterator[
         yield Token(data=word)
 
 
-class _AnswerStream:
-    """One ``GET /answer/<topic>``: a ``retry`` frame, then the subscription's frames;
-    registered under its topic while it streams, so that `Answers.drop` can end it."""
-
-    def __init__(self, answers: Answers, topic: str, subscription: Subscription) -> None:
-        self._answers = answers
-        self.topic = topic
-        self.subscription = subscription
-        self._greeting: bytes | None = f"retry: {RECONNECT_MS}\n\n".encode()
-
-    async def prepare_stream(self) -> bool:
-        streaming = await self.subscription.prepare_stream()  # False: 204, it ended
-        if streaming:
-            self._answers._streams.setdefault(self.topic, set()).add(self)
-        return streaming
-
-    def __aiter__(self) -> _AnswerStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        greeting, self._greeting = self._greeting, None
-        return greeting if greeting is not None else await self.subscription.__anext__()
-
-    def next_nowait(self) -> bytes:
-        greeting, self._greeting = self._greeting, None
-        return greeting if greeting is not None else self.subscription.next_nowait()
-
-    async def aclose(self) -> None:
-        streams = self._answers._streams.get(self.topic, set())
-        streams.discard(self)
-        if not streams:
-            self._answers._streams.pop(self.topic, None)
-        await self.subscription.aclose()
-
-
 class Answers:
     """The ``/answer`` routes on ``hub``."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._streams: dict[str, set[_AnswerStream]] = {}
-        self._endpoint = SSEEndpoint(self._stream, methods=("GET", "HEAD"))
+        self._endpoint = SSEEndpoint(self._stream, methods=("GET", "HEAD"), retry=RECONNECT_MS)
 
     async def __call__(
         self, request: SSERequest, scope: Scope, receive: Receive, send: Send
@@ -116,17 +81,18 @@ class Answers:
             return
         if request.method != "POST":
             raise HTTPError(405, "POST only")
-        done = self.drop(topic) if action == "drop" else await self.hub.cancel(topic)
+        done = await self.drop(topic) if action == "drop" else await self.hub.cancel(topic)
         if not done:
             raise HTTPError(404, f"nothing to {action} on this topic")
         await answer(send, 204)
 
-    def drop(self, topic: str) -> bool:
-        """End this process's streams of ``topic`` now; False if it has none."""
-        streams = self._streams.get(topic, set())
-        for stream in streams:
-            stream.subscription.drop()
-        return bool(streams)
+    async def drop(self, topic: str) -> bool:
+        """End the streams of ``topic`` now (the browser resumes); False if this
+        process has none and no other process can have any (a hub of this process)."""
+        ended = await self.hub.drop(topic)
+        # On a hub shared by several processes, one of the others may hold them: no
+        # worker alone can tell that nobody streams the topic.
+        return bool(ended) or isinstance(self.hub.backend, OwnerDrops)
 
     async def _start(self, request: SSERequest, receive: Receive, send: Send) -> None:
         query = request.query_params
@@ -149,8 +115,9 @@ class Answers:
         headers = [(b"location", f"/answer/{topic}".encode())]
         await answer(send, 201, json.dumps(body).encode(), b"application/json", headers)
 
-    def _stream(self, request: SSERequest) -> _AnswerStream:
+    def _stream(self, request: SSERequest) -> Subscription:
         topic = request.path.removeprefix("/answer/")
         # A first visit reads the answer from its start, a reconnect after its last id.
+        # The topic is the streams' owner: a drop of the answer ends them all.
         last = request.last_event_id or Hub.EARLIEST
-        return _AnswerStream(self, topic, self.hub.subscribe(topic, last_event_id=last))
+        return self.hub.subscribe(topic, last_event_id=last, owner=topic)
