@@ -440,13 +440,15 @@ def test_blocking_reader_connections_do_not_grow_with_subscribers(
     streams += [subscribe(servers[1], clients, topics[n % 4]) for n in range(20)]
     streams += [subscribe(servers[2], clients, topics[n % 4]) for n in range(40)]
     frames_until(streams, 1, "every priming frame")
-    expected = dict.fromkeys(names, 1)  # one blocking XREAD per process
+    # Two blocking XREADs per process: the topics' reader and the reader of the other
+    # processes' drops (`Hub.drop`), whatever the number of subscribers.
+    expected = dict.fromkeys(names, 2)
     wait_until(
         lambda: connections(names, blocked=True) == expected,
         TIMEOUT,
-        f"one blocking reader per process (now {connections(names, blocked=True)})",
+        f"two blocking readers per process (now {connections(names, blocked=True)})",
     )
-    # 20 more subscribers on A, on more topics: still one.
+    # 20 more subscribers on A, on more topics: still two.
     more = [subscribe(servers[0], clients, topics[n % 4]) for n in range(20)]
     frames_until(more, 1, "the new priming frames")
     samples = []
