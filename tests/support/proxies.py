@@ -62,13 +62,20 @@ def _replace_once(text: str, old: str, new: str, source: Path) -> str:
 
 
 def nginx_site(
-    port: int, upstream: int, *, read_timeout: str = "60s", buffering_off: bool = False
+    port: int,
+    upstream: int,
+    *,
+    read_timeout: str = "60s",
+    buffering_off: bool = False,
+    location: str = "/events/",
 ) -> str:
     """docs/examples/deploying/nginx.conf listening on ``port``, in front of the app on
     ``upstream``, with ``proxy_read_timeout`` set to ``read_timeout`` (and ``proxy_buffering
-    off`` added after it, what the docs tell apps without ``X-Accel-Buffering: no``)."""
+    off`` added after it, what the docs tell apps without ``X-Accel-Buffering: no``);
+    ``location``: the path its block proxies (``/``: the whole app, as for the demo)."""
     site = NGINX_CONF.read_text(encoding="utf-8")
     site = _replace_once(site, "listen 80;", f"listen {HOST}:{port};", NGINX_CONF)
+    site = _replace_once(site, "location /events/ {", f"location {location} {{", NGINX_CONF)
     site = _replace_once(site, "server 127.0.0.1:8000;", f"server {HOST}:{upstream};", NGINX_CONF)
     timeout = f"proxy_read_timeout {read_timeout};"
     if buffering_off:
@@ -94,7 +101,12 @@ def _nginx_main(site: str, tmp: Path, *, gzip: bool = False) -> str:
 
 @contextlib.contextmanager
 def nginx(
-    upstream: int, *, read_timeout: str = "60s", buffering_off: bool = False, gzip: bool = False
+    upstream: int,
+    *,
+    read_timeout: str = "60s",
+    buffering_off: bool = False,
+    gzip: bool = False,
+    location: str = "/events/",
 ) -> Iterator[Server]:
     """nginx with the docs' config in front of the app on port ``upstream`` (see
     `nginx_site`; ``gzip``: with ``gzip on`` for text/event-stream in its http block)."""
@@ -104,7 +116,11 @@ def nginx(
 
         def argv(port: int) -> list[str]:
             site = nginx_site(
-                port, upstream, read_timeout=read_timeout, buffering_off=buffering_off
+                port,
+                upstream,
+                read_timeout=read_timeout,
+                buffering_off=buffering_off,
+                location=location,
             )
             conf = tmp / "nginx.conf"
             conf.write_text(_nginx_main(site, tmp, gzip=gzip), encoding="utf-8")
