@@ -98,6 +98,12 @@ class Subscription:
             core.own(owner, self)
 
     @property
+    def dropped(self) -> bool:
+        """Whether the stream ended by `drop` (or `Hub.drop`): the response records
+        ``dropped`` as why it ended."""
+        return self._end_reason == "dropped"
+
+    @property
     def topics(self) -> tuple[str, ...]:
         """The topics followed, in the order given (none once closed)."""
         return tuple(topic.name for topic in self._topics)

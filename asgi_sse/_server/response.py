@@ -250,16 +250,22 @@ async def _pump_then_finish(
                 if shutdown is not None
                 else None
             )
-            # A hub subscription in the stream (merged ones too: their tasks inherit the
-            # context) ends the whole response when it is dropped.
-            ending = END_RESPONSE.set(partial(conn.end, "dropped"))
             try:
                 if conn.options.retry_frame is not None:  # retry=: before any event
                     await conn.send_frames(conn.options.retry_frame)
                     conn.events_sent = 0  # a retry line is no event
                 if hasattr(type(stream), "__aenter__"):  # merge(...): a task group inside
-                    async with cast(AbstractAsyncContextManager[EventStream], stream) as entered:
-                        await pump(entered, conn)
+                    # A hub subscription among the merged streams (their tasks inherit
+                    # the context) ends the whole response when it is dropped. Only
+                    # here: a subscription that is the stream ends it by ending.
+                    ending = END_RESPONSE.set(partial(conn.end, "dropped"))
+                    try:
+                        async with cast(
+                            AbstractAsyncContextManager[EventStream], stream
+                        ) as entered:
+                            await pump(entered, conn)
+                    finally:
+                        END_RESPONSE.reset(ending)
                 else:
                     await pump(stream, conn)
             except ClientDisconnected:  # request.body() inside the stream: the client left
@@ -271,7 +277,6 @@ async def _pump_then_finish(
                     _log.exception("asgi_sse: the event stream raised; ending the response")
                     conn.record_end("stream_error")
             finally:
-                END_RESPONSE.reset(ending)
                 if remove is not None:
                     remove()
     except anyio.get_cancelled_exc_class():
@@ -281,5 +286,6 @@ async def _pump_then_finish(
         conn.record_end("server_cancelled")
         await conn.finish(shield=True)
         raise
-    conn.record_end("stream_end")
+    # A hub subscription that was dropped (`Subscription.drop`) ended the stream.
+    conn.record_end("dropped" if getattr(stream, "dropped", False) is True else "stream_end")
     await conn.finish()
