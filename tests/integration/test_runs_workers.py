@@ -220,13 +220,16 @@ def test_publishers_in_a_thread_a_script_and_both_workers_reach_both_workers_in_
                     )
                     assert response.status_code == 200, response.text
                     hub_ids.append(response.json()["id"])
-            rest, _ = script.communicate(timeout=TIMEOUT)
-            script_ids += rest.split()
-            assert script.returncode == 0
+            # Not communicate(timeout=...): it reads the pipe's file descriptor itself
+            # and loses what readline() above took into the text buffer (a lost id).
+            script_ids += script.stdout.read().split()
+            assert script.wait(TIMEOUT) == 0
         finally:
             if script.poll() is None:
                 script.kill()
                 script.wait(10)
+            if script.stdout is not None:
+                script.stdout.close()
         thread.join(TIMEOUT)
         assert not thread.is_alive()
         assert thread_errors == []
