@@ -34,11 +34,10 @@ from asgi_sse.demo.__main__ import main as demo_main
 from asgi_sse.testing import connect
 from asgi_sse.types import HeadersLike, Receive, Scope, Send
 from tests.docs.source import DOCS, ROOT, blocks, example_path
-from tests.support.browser import TIMEOUT_MS
+from tests.support.browser import TIMEOUT_MS, browser
 from tests.support.certs import (
     Certificate,
     client_ssl_context,
-    h2_browser,
     require_command,
     running_tls_demo,
     tls_certificate,
@@ -47,7 +46,7 @@ from tests.support.certs import (
 from tests.support.helpers import HTTPX_GENERATOR_WARNINGS
 from tests.support.servers import HOST, Server, launched, running, wait_until
 
-__all__ = ("h2_browser", "tls_certificate")  # fixtures, imported to be found here
+__all__ = ("browser", "tls_certificate")  # fixtures, imported to be found here
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -517,8 +516,9 @@ def test_the_pages_demo_command_is_the_one_tested() -> None:
 
 
 @pytest.fixture
-def h2_page(h2_browser: Any) -> Iterator[Any]:
-    context = h2_browser.new_context()
+def h2_page(browser: Any) -> Iterator[Any]:
+    # The certificate is self-signed: this context accepts it.
+    context = browser.new_context(ignore_https_errors=True)
     context.set_default_timeout(TIMEOUT_MS)
     try:
         yield context.new_page()

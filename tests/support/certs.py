@@ -11,31 +11,28 @@ package is not needed.
 `running_tls_demo` runs ``python -m asgi_sse.demo --certfile CERT --keyfile KEY`` (the
 command a user types: hypercorn, h2 and http/1.1 by ALPN); the `Server` it yields has
 an ``https://`` base URL. `client_ssl_context` trusts the certificate, for httpx;
-`h2_browser` is the `browser` fixture's Chromium, launched with
-``--ignore-certificate-errors``.
+a browser context accepts it with ``browser.new_context(ignore_https_errors=True)``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import ssl
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 
-from tests.support.browser import CHROMIUM_ARGS, TIMEOUT_MS, _unavailable
+from tests.support.browser import _unavailable
 from tests.support.servers import DEMO_APP, RECORDED_DEMO_APP, Server, launched
 
 __all__ = (
     "Certificate",
     "client_ssl_context",
-    "h2_browser",
     "make_certificate",
     "require_command",
     "running_tls_demo",
@@ -134,30 +131,3 @@ def running_tls_demo(
         "demo-tls", lambda port: tls_demo_command(certificate, port, app), env=env
     ) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def h2_browser() -> Iterator[Any]:
-    """Chromium as the `browser` fixture launches it, plus ``--ignore-certificate-errors``
-    (the certificate is self-signed), once per test module (a playwright ``Browser``)."""
-    path = os.environ.get("ASGI_SSE_CHROMIUM") or "/usr/bin/chromium"
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)) and not shutil.which(path):
-        _unavailable("no Chromium: install Debian's chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed: pip install -e '.[test]'")
-    manager = sync_playwright().start()
-    try:
-        chromium = manager.chromium.launch(
-            executable_path=path,
-            headless=True,
-            args=[*CHROMIUM_ARGS, "--ignore-certificate-errors"],
-            timeout=TIMEOUT_MS,
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-    finally:
-        manager.stop()
