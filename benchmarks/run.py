@@ -60,13 +60,17 @@ SERVERS = (
     "asgi_sse",
     "asgi_sse_buffered",
     "asgi_sse_typed",
+    "asgi_sse_frame",
     "sse_starlette",
     "fastapi_sse",
     "litestar",
 )
 CEILING = "ceiling"
 #: Servers measured in some scenarios only (the others would repeat another's rows).
-ONLY_IN = {"asgi_sse_typed": frozenset({"fanout"})}
+ONLY_IN = {
+    "asgi_sse_typed": frozenset({"fanout"}),
+    "asgi_sse_frame": frozenset({"burst", "fanout"}),
+}
 SCENARIO_NAMES = ("burst", "fanout", "idle", "encode", "hub")
 # Frame separators as each server sends them by default (peers default to CRLF).
 SEPARATOR = {"sse_starlette": "crlf", "litestar": "crlf"}
@@ -80,14 +84,18 @@ NOTES = (
     "Frames as each library writes them by default: sse-starlette and Litestar end lines "
     "with CRLF, the others with LF (the load generator counts the matching separator).",
     "`minimal` sends one pre-encoded frame per `send` (the same bytes every time in "
-    "burst); `minimal_pydantic` builds and dumps the model per event - per subscriber in "
-    "fan-out. In the asgi_sse servers the benchmark's ticker encodes each tick once "
+    "burst); `minimal_pydantic` builds a fresh model and dumps it per event in burst, and "
+    "in fan-out dumps the tick's shared model per subscriber (built once per tick). "
+    "In the asgi_sse servers the benchmark's ticker encodes each tick once "
     "(`Tick.frame`) and every subscriber's stream yields those bytes: the harness does "
     "the encode-once, with the library's `frame()` and bytes items; the peers build "
     "their event per subscriber.",
     "`asgi_sse_typed` (fan-out only) builds `Tick(data=payload, id=seq)` per subscriber "
-    "per tick, as `minimal_pydantic` builds its model per subscriber: the same work, "
-    "through the library.",
+    "per tick and the response encodes it: one pydantic validation per event more than "
+    "`minimal_pydantic` does. `asgi_sse_frame` (burst and fan-out) does exactly "
+    "`minimal_pydantic`'s work through the library: `Tick.frame(payload, id=...)` per "
+    "event (a fresh payload per event in burst, per subscriber in fan-out), a plain "
+    "generator, one `send` per event.",
     "`asgi_sse` streams a plain generator: one `send` per event. `asgi_sse_buffered` "
     "wraps every stream in `buffered()` (a task of its own, 64 items ahead, ready items "
     "in one `send`): what a producer task buys in burst and costs in fan-out and idle.",

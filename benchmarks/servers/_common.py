@@ -102,6 +102,15 @@ class Ticker:
             await self._tick.wait()
             yield self.frame
 
+    async def encoded(self, encode: Callable[[Payload, int], bytes]) -> AsyncIterator[bytes]:
+        """Like `frames()`, but each subscriber encodes the tick itself with ``encode``
+        (one async generator layer, as `subscribe()` is for the minimal apps)."""
+        self._start()
+        while True:
+            await self._tick.wait()
+            payload = self.payload
+            yield encode(payload, payload.seq)
+
     def _start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._produce())
