@@ -12,7 +12,9 @@ the stream is closed at its ``yield`` (``GeneratorExit``), or cancelled at its o
 Batching follows from the rule: only what is honestly ready goes out together - the
 items an iterator hands out through ``next_ready()`` or ``next_nowait()`` (`merge()`,
 hub subscriptions; see `asgi_sse.types.ReadyItems`) and bytes the stream joined
-itself. A plain generator's items go out one `send` each.
+itself. A plain generator's items go out one `send` each. A hub subscription (known by
+its ``_sse_next_body``) hands out what is ready, joined, and the future to await next:
+no ``__anext__`` coroutine per event.
 
 Imports the protocol layer's items, the connection and `_util`; never a framework, the
 hub or `merge()` (it knows a ready-items iterator only by its methods).
@@ -21,7 +23,7 @@ hub or `merge()` (it knows a ready-items iterator only by its methods).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 
@@ -44,6 +46,26 @@ async def pump(stream: EventStream, conn: Connection) -> None:
     Raises what the stream raises, and what the server's send raises.
     """
     iterator: AsyncIterator[Item] = aiter(stream)
+    next_body: Callable[[int], tuple[bytes | None, Awaitable[object] | None]] | None = getattr(
+        iterator, "_sse_next_body", None
+    )
+    if next_body is not None:
+        # A hub subscription: what is ready, joined, then what to await before the next
+        # step (a future the log sets, parked before the send: no coroutine per event).
+        try:
+            while True:
+                try:
+                    body, then = next_body(BATCH_BYTES)
+                except StopAsyncIteration:
+                    break
+                if body is not None:
+                    await conn.send_frames(body)  # (no bound method kept per response)
+                    del body
+                if then is not None:
+                    await then
+        finally:
+            await close_stream(iterator)
+        return
     send_frames = conn.send_frames
     next_ready = _ready_item_getter(iterator)
     try:
