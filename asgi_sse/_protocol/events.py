@@ -107,34 +107,15 @@ class BaseEvent(BaseModel, Generic[T]):
             InvalidEventError: when `data` cannot be serialised to JSON (a lone
                 surrogate in a str, a value pydantic cannot dump).
         """
+        # The first encode of a class gives it an encoder of its own (see
+        # _install_encoder) and goes through it; a class whose `encode` is the user's
+        # (an override calling super().encode()) keeps the shared path.
         cls = type(self)
-        try:
-            serializer, _, formats, _ = _CODECS[cls]
-        except KeyError:
-            serializer, _, formats, _ = _build_codec(cls)
-        # One attribute lookup, not three: pydantic's __getattr__ puts every instance
-        # attribute lookup on CPython's slow path.
-        fields = self.__dict__
-        event_id = fields["id"]
-        retry = fields["retry"]
-        try:
-            payload = serializer.to_json(fields["data"])
-        except PydanticSerializationError as exc:
-            raise _unencodable(cls, event_id, exc) from exc
-        if event_id is None:
-            if retry is None:
-                return formats[0] % payload
-            return formats[1] % (payload, retry)
-        if type(event_id) is int:
-            if retry is None:
-                return formats[2] % (event_id, payload)
-            return formats[3] % (event_id, payload, retry)
-        # A str (validated at construction); anything else came in through
-        # model_construct() and is formatted as before: a str subclass as text, else %d.
-        id_bytes = event_id.encode() if isinstance(event_id, str) else b"%d" % event_id
-        if retry is None:
-            return formats[4] % (id_bytes, payload)
-        return formats[5] % (id_bytes, payload, retry)
+        encoder = _install_encoder(cls)
+        if encoder is not None:
+            return encoder(self)
+        serializer, _, formats, _ = _CODECS.get(cls) or _build_codec(cls)
+        return _format(formats, serializer, cls, self.__dict__)
 
     @classmethod
     def frame(cls, data: T, *, id: str | int | None = None, retry: int | None = None) -> bytes:
@@ -225,6 +206,82 @@ _FORMATS = tuple(
     for id_line in (b"", b"id: %d\n", b"id: %s\n")
     for retry_line in (b"", b"retry: %d\n")
 )
+
+
+#: Marks the encoders made here (see _install_encoder), so that a class whose `encode`
+#: is the user's own is never given one.
+_GENERATED = "_asgi_sse_generated_encoder"
+
+
+def _format(
+    formats: tuple[bytes, ...],
+    serializer: SchemaSerializer,
+    cls: type[BaseEvent[Any]],
+    fields: dict[str, Any],
+) -> bytes:
+    """The shared encoding path: one frame from an event's fields (its ``__dict__``)."""
+    event_id = fields["id"]
+    retry = fields["retry"]
+    try:
+        payload = serializer.to_json(fields["data"])
+    except PydanticSerializationError as exc:
+        raise _unencodable(cls, event_id, exc) from exc
+    if event_id is None:
+        if retry is None:
+            return formats[0] % payload
+        return formats[1] % (payload, retry)
+    if type(event_id) is int:
+        if retry is None:
+            return formats[2] % (event_id, payload)
+        return formats[3] % (event_id, payload, retry)
+    # A str (validated at construction); anything else came in through
+    # model_construct() and is formatted as before: a str subclass as text, else %d.
+    id_bytes = event_id.encode() if isinstance(event_id, str) else b"%d" % event_id
+    if retry is None:
+        return formats[4] % (id_bytes, payload)
+    return formats[5] % (id_bytes, payload, retry)
+
+
+def _install_encoder(cls: type[BaseEvent[Any]]) -> Callable[[BaseEvent[Any]], bytes] | None:
+    """Give ``cls`` an `encode` of its own: the shared path with the class's serializer
+    and frame formats bound in a closure, so that encoding an instance looks nothing up.
+
+    Returns it; None when the `encode` that instances of ``cls`` find is not one of this
+    module's (the user overrode it: theirs stays, and calls the shared path through
+    `super().encode()`). Every class gets its own, from its first encode on: a subclass
+    never runs its parent's (see `__pydantic_init_subclass__`).
+    """
+    found = getattr(cls, "encode", None)
+    if found is not BaseEvent.encode and not getattr(found, _GENERATED, False):
+        return None
+    serializer, _, formats, _ = _CODECS.get(cls) or _build_codec(cls)
+    to_json = serializer.to_json
+    plain, _, int_id, _, str_id, _ = formats
+
+    def encode(self: BaseEvent[Any]) -> bytes:
+        if type(self) is not cls:  # a subclass made after this: it gets its own
+            return BaseEvent.encode(self)
+        fields = self.__dict__
+        event_id = fields["id"]
+        retry = fields["retry"]
+        try:
+            payload = to_json(fields["data"])
+        except PydanticSerializationError as exc:
+            raise _unencodable(cls, event_id, exc) from exc
+        if retry is None:
+            if event_id is None:
+                return plain % payload
+            if type(event_id) is int:
+                return int_id % (event_id, payload)
+            if type(event_id) is str:
+                return str_id % (event_id.encode(), payload)
+        return _format(formats, serializer, cls, fields)
+
+    encode.__doc__ = BaseEvent.encode.__doc__
+    encode.__qualname__ = f"{cls.__qualname__}.encode"
+    setattr(encode, _GENERATED, True)
+    type.__setattr__(cls, "encode", encode)
+    return encode
 
 
 def _build_codec(cls: type[BaseEvent[Any]]) -> _Codec:

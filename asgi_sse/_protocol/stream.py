@@ -9,7 +9,7 @@ modules, must not import anything async or ASGI.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from typing import Any, Protocol, TypeAlias, TypeVar
 
 from .events import BaseEvent
@@ -40,17 +40,50 @@ def encode_item(item: object) -> bytes:
         InvalidEventError: for an event whose value cannot be encoded (a lone surrogate
             in a typed event's data, for one).
     """
+    # Per exact type, the function that encodes it: one dict lookup instead of an
+    # isinstance() on pydantic's metaclass (an ABC) and a method lookup on the event
+    # (pydantic's __getattr__ keeps instance lookups off CPython's fast path).
+    encode = _ENCODERS.get(type(item))
+    if encode is not None:
+        return encode(item)
+    return _encode_other(item)
+
+
+def _encode_str(item: str) -> bytes:
+    return encode_data(item) + b"\n"
+
+
+def _same_bytes(item: bytes) -> bytes:
+    return item
+
+
+_Encoder: TypeAlias = Callable[[Any], bytes]
+#: The encoder of each exact item type seen so far (bounded: classes made at run time,
+#: one per request say, must not grow it without end; past the bound they take the
+#: slow path).
+_ENCODERS: dict[type, _Encoder] = {str: _encode_str, bytes: _same_bytes}
+_MAX_ENCODERS = 512
+
+
+def _encode_other(item: object) -> bytes:
+    kind = type(item)
     if isinstance(item, (BaseEvent, ServerSentEvent)):
-        return item.encode()
-    if isinstance(item, str):
-        return encode_data(item) + b"\n"
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        return item if type(item) is bytes else bytes(item)
-    msg = (
-        f"an event stream yielded {type(item).__name__!r}; yield a BaseEvent, a "
-        "ServerSentEvent, a str (sent as data) or bytes holding complete SSE frames"
-    )
-    raise TypeError(msg)
+        frame = item.encode()
+        # Looked up after the first encode: an event class gets its own encoder then.
+        encoder: _Encoder = kind.encode  # type: ignore[attr-defined]
+    elif isinstance(item, str):
+        return _encode_str(item)
+    elif isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    else:
+        msg = (
+            f"an event stream yielded {kind.__name__!r}; yield a BaseEvent, a "
+            "ServerSentEvent, a str (sent as data) or bytes holding complete SSE frames"
+        )
+        raise TypeError(msg)
+    if len(_ENCODERS) < _MAX_ENCODERS:
+        _ENCODERS[kind] = encoder
+    return frame
 
 
 class ReadyItems(Protocol[T_co]):

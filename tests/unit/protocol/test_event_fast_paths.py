@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel, ValidationError, field_validator
 
 from asgi_sse import BaseEvent, InvalidEventError, ServerSentEvent
+from asgi_sse._protocol.stream import encode_item
 from asgi_sse._protocol.wire import ID_FORBIDDEN, ID_PATTERN, check_id
 
 
@@ -220,3 +221,111 @@ def test_unencodable_data_names_the_class_and_id() -> None:
         Words(data="\ud800", id=3).encode()
     with pytest.raises(InvalidEventError, match=r"Words \(id 'k'\)"):
         Words.frame("\ud800", id="k")
+
+
+# -- each class's own encoder (installed on its first encode) ----------------------------
+
+
+def test_a_subclass_made_after_its_parent_encoded_gets_its_own_encoder() -> None:
+    class Parent(BaseEvent[int], event="parent"):
+        pass
+
+    assert Parent(data=1, id=1).encode() == b"event: parent\nid: 1\ndata: 1\n\n"
+
+    class Child(Parent, event="child"):
+        pass
+
+    # Child finds Parent's encoder first; it must send its own name, and get its own.
+    assert Child(data=2, id=2).encode() == b"event: child\nid: 2\ndata: 2\n\n"
+    assert Child(data=3).encode() == b"event: child\ndata: 3\n\n"
+    assert "encode" in vars(Child)
+    assert Parent(data=4).encode() == b"event: parent\ndata: 4\n\n"
+
+
+def test_every_field_combination_goes_through_the_installed_encoder() -> None:
+    class Fresh(BaseEvent[int], event="fresh"):
+        pass
+
+    Fresh(data=0).encode()
+    assert "encode" in vars(Fresh)
+    for event_id in (None, 7, "a-7"):
+        for retry in (None, 0, 1500):
+            wire_id = None if event_id is None else str(event_id)
+            expected = _wire("fresh", b"5", wire_id, retry)
+            assert Fresh(data=5, id=event_id, retry=retry).encode() == expected
+            assert encode_item(Fresh(data=5, id=event_id, retry=retry)) == expected
+
+
+def test_unencodable_data_through_the_installed_encoder_names_the_class_and_id() -> None:
+    class Loose(BaseEvent[str]):
+        pass
+
+    Loose(data="fine").encode()
+    with pytest.raises(InvalidEventError, match=r"Loose \(id 3\) cannot be encoded"):
+        Loose(data="\ud800", id=3).encode()
+    with pytest.raises(InvalidEventError, match="Loose cannot be encoded"):
+        encode_item(Loose(data="\ud800"))
+
+
+def test_a_users_own_encode_is_kept_and_can_call_the_shared_one() -> None:
+    class Base(BaseEvent[int], event="base"):
+        pass
+
+    Base(data=0).encode()  # Base has its own encoder now
+
+    class Signed(Base, event="signed"):
+        def encode(self) -> bytes:
+            return b": signed\n" + super().encode()
+
+    class Later(Signed, event="later"):
+        pass
+
+    for _ in range(2):  # the second time through encode_item's per-type table
+        assert Signed(data=1).encode() == b": signed\nevent: signed\ndata: 1\n\n"
+        assert encode_item(Signed(data=1)) == b": signed\nevent: signed\ndata: 1\n\n"
+        # A subclass of a class with its own encode inherits it: never replaced.
+        assert encode_item(Later(data=2)) == b": signed\nevent: later\ndata: 2\n\n"
+    assert vars(Signed)["encode"] is Signed.encode
+    assert "encode" not in vars(Later)
+
+
+def test_encode_item_handles_every_kind_of_item_twice() -> None:
+    class Raw(bytes):
+        pass
+
+    class Words(str):
+        pass
+
+    items: list[tuple[object, bytes]] = [
+        (b"data: x\n\n", b"data: x\n\n"),
+        (Raw(b"data: r\n\n"), b"data: r\n\n"),
+        (bytearray(b"data: b\n\n"), b"data: b\n\n"),
+        ("two\nlines", b"data: two\ndata: lines\n\n"),
+        (Words("w"), b"data: w\n\n"),
+        (ServerSentEvent(data="s", event="e"), b"event: e\ndata: s\n\n"),
+        (Tick(data=P, id=1), b"event: tick\nid: 1\ndata: " + JSON + b"\n\n"),
+    ]
+    for _ in range(2):
+        for item, expected in items:
+            frame = encode_item(item)
+            assert frame == expected
+            assert type(frame) is bytes
+    with pytest.raises(TypeError, match="yielded 'int'"):
+        encode_item(1)
+    with pytest.raises(TypeError, match="yielded 'int'"):
+        encode_item(1)
+
+
+def test_the_per_type_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asgi_sse._protocol import stream
+
+    monkeypatch.setattr(stream, "_ENCODERS", dict(stream._ENCODERS))
+    monkeypatch.setattr(stream, "_MAX_ENCODERS", len(stream._ENCODERS) + 2)
+    made = []
+    for n in range(5):
+        made.append(type(f"Made{n}", (BaseEvent[int],), {}, event=f"made{n}"))
+    for n, cls in enumerate(made):
+        assert encode_item(cls(data=n)) == b"event: made%d\ndata: %d\n\n" % (n, n)
+    assert sum(cls in stream._ENCODERS for cls in made) == 2
+    for n, cls in enumerate(made):  # past the bound: still right, by the slow path
+        assert encode_item(cls(data=n)) == b"event: made%d\ndata: %d\n\n" % (n, n)
