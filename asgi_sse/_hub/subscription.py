@@ -7,9 +7,8 @@ one write), and waits for the log's next change otherwise. Replay and live are o
 of the same log: no gap, no duplicate. `next_ready` runs once per event per subscriber:
 its one-topic case reads a few attributes and counts the delivery once, in the
 subscription (the hub adds those counts up when asked). A one-topic subscriber parks on
-a bare future of the asyncio loop that the log sets (no wrapper coroutines; the
-response's pump awaits it itself, `_sse_next_body`), or on the log's `anyio.Event` on
-trio. Its state is one `SubscriptionState`.
+a bare future of the asyncio loop that the log sets (the response's pump awaits it
+itself: `_sse_next_body`), or on the log's `anyio.Event` on trio. One `SubscriptionState`.
 
 Imports the hub's core, log, resolution, states and the protocol layer; never the
 facade or the ASGI layer.
@@ -220,32 +219,51 @@ class Subscription:
         return frame
 
     async def __anext__(self) -> bytes:
+        core = self._core
         if self._end_response is _UNREAD:
             self._read_end_response()
-        if self._state is UNRESOLVED and not self._core.stopped:  # once the backend answers
+        if self._state is UNRESOLVED and not core.stopped:  # once the backend answers
             await self._resolve_when_available()
             if self._end_reason is not None and self._state is UNRESOLVED:
                 raise StopAsyncIteration  # dropped before it could resolve
-        while True:
+        several = self._several
+        if several is not None:
+            while True:
+                frame = self.next_ready()
+                if frame is not None:
+                    return frame
+                await several.wait()
+        # One topic: the look before parking is inline; what matters wakes the log or this.
+        if not self._topics:  # closed: what was queued before, then the end
             frame = self.next_ready()
             if frame is not None:
                 return frame
-            if self._several is not None:
-                await self._several.wait()
-                continue
-            # One topic, nothing newer: every change that matters wakes the log or this.
-            topic = self._topics[0]
-            waiter = self._park(topic)
-            if not isinstance(waiter, asyncio.Future):
-                await waiter  # trio: the log's anyio.Event
-                continue
-            try:
-                await waiter  # the bare future itself: no coroutine in between
-            except BaseException:
-                topic.unpark(waiter)
-                raise
-            finally:
-                self._waiter = None
+            raise StopAsyncIteration
+        topic = self._topics[0]
+        while True:
+            if (
+                self._state is STREAMING
+                and self._next[0] > topic.newest
+                and not self._pending
+                and not topic.closed
+                and not core.stopped
+            ):
+                loop = _get_running_loop()
+                if loop is None:  # trio, or any other loop anyio runs on
+                    await topic.next_change().wait()
+                    continue
+                self._waiter = waiter = loop.create_future()  # `_park`, inlined
+                topic.parked.append(waiter)
+                try:
+                    await waiter  # the bare future itself: no coroutine in between
+                except BaseException:
+                    topic.unpark(waiter)
+                    raise
+                finally:
+                    self._waiter = None
+            frame = self.next_ready()
+            if frame is not None:
+                return frame
 
     def _read_end_response(self) -> None:
         """Read which response streams it (as it is first iterated); end it if dropped."""
@@ -256,9 +274,8 @@ class Subscription:
     async def _resolve_when_available(self) -> None:
         """Resolve the client's id once the backend answers (or until an end is asked)."""
         core = self._core
-        while self._state is UNRESOLVED and not core.stopped:
-            if self._end_reason is not None:  # dropped before it could resolve
-                return
+        # Not once it is dropped: then it ends unresolved.
+        while self._state is UNRESOLVED and self._end_reason is None and not core.stopped:
             try:
                 await self._resolve()
             except HubUnavailable:
@@ -266,12 +283,11 @@ class Subscription:
                     await core.backend.available()
                 self._waiting_for_backend = None
 
-    def _sse_next_body(self, limit: int) -> tuple[bytes | None, Awaitable[object] | None]:
-        """The response's pump's step (`asgi_sse._server.pump`; `StopAsyncIteration`: the
-        end): what to send now (what is ready, joined up to about ``limit`` bytes), then
-        what to await before the next step (None: nothing). Handing out a topic's newest
-        frame, it parks at once (a change during the send sets the future; `close`
-        hands one nobody awaited back to the log): no coroutine per frame."""
+    def _sse_next_body(self) -> tuple[bytes | None, Awaitable[object] | None]:
+        """The response's pump's step (`asgi_sse._server.pump`): a frame to send (None:
+        none), then what to await before the next step (None: the pump joins what else
+        is ready). Handing out a topic's newest frame, it parks at once (a change during
+        the send sets the future; `close` hands one nobody awaited back to the log)."""
         if (
             self._state is STREAMING
             and not self._pending
@@ -279,8 +295,7 @@ class Subscription:
             and not self._core.stopped
             and self._end_response is not _UNREAD
         ):
-            # One topic, the common case: the log's own frame, nothing copied.
-            topic = self._topics[0]
+            topic = self._topics[0]  # one topic, the common case: the log's own frame
             sequence = self._next[0]
             newest = topic.newest
             if sequence == newest and sequence >= topic.oldest:
@@ -298,37 +313,25 @@ class Subscription:
                 return frame, waiter
             if sequence > newest and not topic.closed:
                 return None, self._park(topic)
-        return self._next_body_slowly(limit)
+        return self._next_body_slowly()
 
-    def _next_body_slowly(self, limit: int) -> tuple[bytes | None, Awaitable[object] | None]:
-        """`_sse_next_body` for every other case: the first step, an unresolved id,
-        queued frames, several ready frames, several topics, the end."""
+    def _next_body_slowly(self) -> tuple[bytes | None, Awaitable[object] | None]:
+        """`_sse_next_body` for the first step, an unresolved id, queued frames, a run
+        of ready frames, several topics, trio, the end."""
         if self._end_response is _UNREAD:
             self._read_end_response()
         if self._state is UNRESOLVED and self._end_reason is None and not self._core.stopped:
             return None, self._resolve_when_available()
         first = self.next_ready()  # raises the end
-        if first is None:
-            if self._several is not None:
-                return None, self._several.wait()
-            return None, self._park(self._topics[0])  # one topic, streaming, nothing newer
-        frames = [first]
-        size = len(first)
-        while size < limit:
-            try:
-                more = self.next_ready()
-            except StopAsyncIteration:  # the end: the next step says so again
-                break
-            if more is None:
-                break
-            frames.append(more)
-            size += len(more)
-        return (first if len(frames) == 1 else b"".join(frames)), None
+        if first is not None:
+            return first, None  # the pump joins what else is ready (`next_ready`)
+        if self._several is not None:
+            return None, self._several.wait()
+        return None, self._park(self._topics[0])  # one topic, streaming, nothing newer
 
     def _park(self, topic: TopicLog) -> Awaitable[object]:
-        """What a one-topic reader with nothing to send awaits: a bare future of the
-        asyncio loop, set by the log (kept in ``_waiter``, so that `drop` and `close`
-        wake this reader alone), or the log's `anyio.Event` on any other loop."""
+        """What a one-topic reader with nothing to send awaits: a bare future the log sets
+        (asyncio; ``_waiter``: `drop` wakes it alone), or the log's `anyio.Event`."""
         loop = _get_running_loop()
         if loop is None:  # trio, or any other loop anyio runs on
             return topic.next_change().wait()
@@ -479,9 +482,7 @@ class Subscription:
             self._several.release()  # a reader waiting on it (another task) ends now
         waiter = self._waiter
         if waiter is not None and self._topics and (self._wake_parked() or waiter.cancelled()):
-            # A reader parked on it (woken now: so does a single-topic one parked on
-            # asyncio), or the pump's, not awaited or cancelled: the log lets it go.
-            self._topics[0].unpark(waiter)
+            self._topics[0].unpark(waiter)  # woken now, or the pump's: unawaited, cancelled
         self._waiter = None
         stats = core.stats
         stats.subscribers -= 1

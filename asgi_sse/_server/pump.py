@@ -46,19 +46,21 @@ async def pump(stream: EventStream, conn: Connection) -> None:
     Raises what the stream raises, and what the server's send raises.
     """
     iterator: AsyncIterator[Item] = aiter(stream)
-    next_body: Callable[[int], tuple[bytes | None, Awaitable[object] | None]] | None = getattr(
+    next_body: Callable[[], tuple[bytes | None, Awaitable[object] | None]] | None = getattr(
         iterator, "_sse_next_body", None
     )
     if next_body is not None:
-        # A hub subscription: what is ready, joined, then what to await before the next
-        # step (a future the log sets, parked before the send: no coroutine per event).
+        # A hub subscription: a frame, then what to await before the next step (a
+        # future the log sets, parked before the send: no coroutine per event).
         try:
             while True:
                 try:
-                    body, then = next_body(BATCH_BYTES)
+                    body, then = next_body()
                 except StopAsyncIteration:
                     break
                 if body is not None:
+                    if then is None:  # more may be ready
+                        body = _join_ready_of(body, iterator)
                     await conn.send_frames(body)  # (no bound method kept per response)
                     del body
                 if then is not None:
@@ -120,6 +122,13 @@ def _ready_item_getter(iterator: object) -> Callable[[], Item | None] | None:
             return None
 
     return ready
+
+
+def _join_ready_of(first: bytes, iterator: object) -> bytes:
+    """`first` plus the frames of every item ``iterator`` has ready now (no bound method
+    of it is kept: this runs once per run of frames, not per event)."""
+    next_ready = _ready_item_getter(iterator)
+    return first if next_ready is None else _join_ready(first, next_ready)
 
 
 def _join_ready(first: bytes, next_ready: Callable[[], Item | None]) -> bytes:
