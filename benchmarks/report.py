@@ -235,18 +235,26 @@ _HUB_SATURATED = (
     "follows CPU. `minimal` needs 0.9 of the core. The cost per event: see the "
     "1,000-subscriber row, "
 )
+_TYPED_EVENT = (
+    "the event object is one pydantic validation: `Tick(data=payload, id=i)` costs "
+    "~9,100 instructions (~2,500 of them BaseModel's Python `__init__` and the call, "
+    "the rest pydantic-core; a plain Python class with a keyword `__init__` costs "
+    "~3,900 alone). A Python fast path around pydantic-core measured slower (13,800 "
+    "against 9,950 instructions): pydantic is the floor"
+)
 _COALESCING = (
-    "a plain generator's events go out one `send` each, as `minimal_pydantic`'s do, and "
-    "cost more on the way: in-process under callgrind the pump and the connection add "
-    "~4,100 instructions per event to a hand-written `async for` (~950 of them the turn "
-    "given to other tasks every ~32 sends), and `Tick(...)` is a second pydantic "
-    "validation (~9,900). Joining a burst's frames into one `send` would pass this "
-    "(a prototype that held them while the stream ran on and flushed them when it "
-    "suspended measured 1.5-1.7x `minimal_pydantic`, 2.8x sse-starlette in a quick "
-    "run) but it sends while the stream sits in one of its own awaits: a shielded "
-    "await would then protect the response's send from a frozen or departed client, "
-    "and three semantics tests fail (docs: explanation/performance.md). `buffered()` "
-    "runs the stream in a task of its own and joins what is ready"
+    "a plain generator's events go out one `send` each, as `minimal_pydantic`'s do. "
+    "In-process, with a `send` that does nothing (`python benchmarks/typed_profile.py`, "
+    "instruction counts): `minimal_pydantic` 30,921 per event, asgi-sse doing the same "
+    "work (`Tick.frame` per event) 30,380 (0.98x), and with a `Tick` object per event "
+    "39,690 (1.28x): " + _TYPED_EVENT + ". The same work through the server is the "
+    "`asgi_sse_frame` target below. Joining a burst's frames into one `send` would "
+    "pass this (a prototype that held them while the stream ran on and flushed them "
+    "when it suspended measured 1.5-1.7x `minimal_pydantic`, 2.8x sse-starlette in a "
+    "quick run) but it sends while the stream sits in one of its own awaits: a "
+    "shielded await would then protect the response's send from a frozen or departed "
+    "client, and three semantics tests fail (docs: explanation/performance.md). "
+    "`buffered()` runs the stream in a task of its own and joins what is ready"
 )
 
 
@@ -300,15 +308,37 @@ TARGETS: tuple[Target, ...] = (
         "minimal_pydantic",
         1.15,
         True,
-        "per event and subscriber asgi-sse builds the event object (a second pydantic "
-        "validation, ~9,900 instructions) where `minimal_pydantic` dumps its model into "
-        "an f-string, and the response does more per send than a bare `await send` "
-        "(~2,600-3,900 instructions in-process, within that harness's noise of ~900: "
-        "the time stamp `send_timeout` needs, the state, the fair-share count) and keeps "
-        "a watcher per connection for disconnects, keep-alives and stalled clients "
-        "(~26 more GC-tracked objects per parked connection than a bare generator, which "
-        "lengthen every full collection). Encoding once per tick (`Tick.frame`, the "
-        "`asgi_sse` row) is the library's way to fan out: 1.12x `minimal`",
+        "per subscriber and event asgi-sse builds an event object where "
+        "`minimal_pydantic` only dumps the tick's shared model into an f-string. "
+        "In-process (`python benchmarks/typed_profile.py`, 200 subscribers, instruction "
+        "counts): 41,324 per delivered event against 31,797 (1.30x); doing "
+        "`minimal_pydantic`'s work (`Tick.frame` per subscriber, `asgi_sse_frame`) "
+        "31,954 (1.005x): what the response, its watcher and the pump add is paid for "
+        "by `Tick.frame` being cheaper than `model_dump_json()` and an f-string. So the "
+        "difference is the object: " + _TYPED_EVENT + ". Encoding once per tick "
+        "(`Tick.frame`, the `asgi_sse` row) is the library's way to fan out",
+    ),
+    Target(
+        "same work as `minimal_pydantic`: burst events/s, `Tick.frame` per event in a "
+        "plain generator (`asgi_sse_frame`)",
+        "burst",
+        "asgi_sse_frame",
+        "events_per_s",
+        "minimal_pydantic",
+        1.0,
+        False,
+        "",
+    ),
+    Target(
+        "same work as `minimal_pydantic`: fan-out server CPU per event, `Tick.frame` per "
+        "subscriber (`asgi_sse_frame`)",
+        "fanout",
+        "asgi_sse_frame",
+        "server_cpu_us_per_event",
+        "minimal_pydantic",
+        1.15,
+        True,
+        "",
     ),
     Target(
         "fan-out p99 latency, ms",
@@ -356,15 +386,16 @@ TARGETS: tuple[Target, ...] = (
         "hand-written",
         0.9,
         False,
-        "building the event object is a pydantic validation: a one-field model costs "
-        "~7,700 instructions in pydantic-core, each defaulted field (`id`, `retry`) ~580 "
-        "more. Issue 18 made encoding cheaper (per-class frame formats, the id union "
-        "tried int first, no regex for ids in `frame()` or `check_id()`): under callgrind "
-        "the whole object path went from 0.84x to 0.88x the hand-written cost; checking a "
-        "str id in Python instead of pydantic-core's pattern cost ~1,100 instructions "
-        "more, so construction keeps the pattern. The remaining ~550 instructions are "
-        "pydantic-core's and pydantic's `__getattr__`. `Tick.frame(data, id=...)` "
-        "encodes without building the object: the next row",
+        _TYPED_EVENT
+        + ". Encoding it costs ~10,000 more, ~6,000 of them pydantic-core's serializer "
+        "and ~1,700 the frame's one %-format (every attribute lookup on a pydantic "
+        "instance is off CPython's fast path: pydantic defines `__getattr__`). Issue 18 "
+        "made encoding cheaper (per-class frame formats, the id union tried int first, "
+        "no regex for ids in `frame()` or `check_id()`, then an encoder of its own per "
+        "class): counted with `python benchmarks/encode.py --instructions`, the object "
+        "path went from 0.84x to 0.88x, then 0.885x the hand-written cost (31,796 "
+        "against 28,140 instructions per event). `Tick.frame(data, id=...)` encodes "
+        "without building the object: the next row",
     ),
     Target(
         "encode, hot path `Tick.frame(data, id=i)` vs hand-written",

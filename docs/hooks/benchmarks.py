@@ -118,9 +118,17 @@ def summary(text: str) -> str:
         # Encoded once per tick; and, when the run has it, a typed event built per
         # subscriber as the peers do (`asgi_sse_typed`).
         cell = f"{fanout_cell('asgi_sse')} encoded once"
+        if any(row[""] == "asgi_sse_frame" for row in fanout):
+            cell += f"; {fanout_cell('asgi_sse_frame')} encoded per subscriber (`Tick.frame`)"
         if any(row[""] == "asgi_sse_typed" for row in fanout):
-            cell += f"; {fanout_cell('asgi_sse_typed')} an event per subscriber"
+            cell += f"; {fanout_cell('asgi_sse_typed')} an event object per subscriber"
         return cell
+
+    def burst_ours() -> str:
+        cell = f"{_row(burst, 'asgi_sse')['× minimal']} (an event object per event)"
+        if any(row[""] == "asgi_sse_frame" for row in burst):
+            cell += f"; {_row(burst, 'asgi_sse_frame')['× minimal']} (`Tick.frame`)"
+        return cell + f"; {_row(burst, 'asgi_sse_buffered')['× minimal']} in `buffered()`"
 
     def idle_cell(label: str) -> str:
         row = _row(idle, label)
@@ -130,8 +138,7 @@ def summary(text: str) -> str:
     rows = [
         (
             "one stream, events/s (× a minimal app sending pre-encoded frames; higher is better)",
-            f"{_row(burst, 'asgi_sse')['× minimal']}; "
-            f"{_row(burst, 'asgi_sse_buffered')['× minimal']} in `buffered()`",
+            burst_ours(),
             [_row(burst, peer)["× minimal"] for peer in peers],
         ),
         (
