@@ -1,8 +1,8 @@
 """A hub subscription streamed by `EventSourceResponse`: the pump's own step.
 
 The response's pump does not iterate a subscription with ``__anext__``: it asks it for
-the frames ready now, joined, or for what to await until more may be ready
-(`Subscription._sse_next_body`), and on asyncio awaits the log's bare future itself.
+a frame to send and what to await before the next step (`Subscription._sse_next_body`;
+a run of ready frames is joined), and on asyncio awaits the log's bare future itself.
 These are that path's hazards: order and batching, lag samples, overflow, and no waiter
 left behind when a parked response is cancelled or dropped.
 """
