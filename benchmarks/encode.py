@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import cachegrind
 from servers._common import MESSAGE, TAGS, Payload
 
 __all__ = ("BASELINE", "available_encoders", "check_encoders", "measure")
@@ -174,24 +173,7 @@ def _loop(name: str, n: int) -> None:
 
 
 def _instructions(name: str, n: int) -> int:
-    command = [
-        "valgrind",
-        "--tool=cachegrind",
-        "--cache-sim=no",
-        "--cachegrind-out-file=/dev/null",
-        sys.executable,
-        os.path.abspath(__file__),
-        "--loop",
-        name,
-        str(n),
-    ]
-    # A fixed hash seed: str hashes move dict probes, and so the counts, by ~1-2%.
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-    match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if match is None:
-        raise RuntimeError(f"no instruction count in valgrind's output: {done.stderr[-500:]}")
-    return int(match.group(1).replace(",", ""))
+    return cachegrind.count(__file__, "--loop", name, str(n))[0]
 
 
 def instructions_per_event(

@@ -30,28 +30,15 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from cachegrind import SCOPE, count
+
 SUBJECTS = ("minimal_pydantic", "typed", "frame", "bytes")
-SCOPE = {
-    "type": "http",
-    "asgi": {"version": "3.0", "spec_version": "2.4"},
-    "http_version": "1.1",
-    "method": "GET",
-    "scheme": "http",
-    "path": "/",
-    "raw_path": b"/",
-    "query_string": b"",
-    "headers": [(b"accept", b"text/event-stream")],
-    "client": ("127.0.0.1", 50000),
-    "server": ("127.0.0.1", 8000),
-}
 
 
 async def _burst(subject: str, n: int) -> None:
@@ -188,25 +175,7 @@ def _run(scenario: str, subject: str, size: int, subs: int) -> None:
 
 
 def _instructions(scenario: str, subject: str, size: int, subs: int) -> int:
-    command = [
-        "valgrind",
-        "--tool=cachegrind",
-        "--cache-sim=no",
-        "--cachegrind-out-file=/dev/null",
-        sys.executable,
-        os.path.abspath(__file__),
-        "--run",
-        scenario,
-        subject,
-        str(size),
-        str(subs),
-    ]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-    match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if match is None:
-        raise RuntimeError(f"no instruction count in valgrind's output: {done.stderr[-500:]}")
-    return int(match.group(1).replace(",", ""))
+    return count(__file__, "--run", scenario, subject, str(size), str(subs))[0]
 
 
 def main() -> None:
