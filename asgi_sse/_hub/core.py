@@ -23,7 +23,7 @@ from .backend import HubBackend, attach_at_once
 from .log import TopicLog
 from .observer import HubObserver, HubStats, OverflowPolicy, SubscriptionEnd
 
-__all__ = ("Delivering", "Droppable", "HubCore")
+__all__ = ("Delivering", "Droppable", "HubCore", "joined_run")
 
 _log = logging.getLogger("asgi_sse")
 
@@ -240,3 +240,18 @@ class HubCore:
     def count_drop(self, reason: SubscriptionEnd) -> None:
         dropped = self.stats.dropped
         dropped[reason] = dropped.get(reason, 0) + 1
+
+
+def joined_run(log: TopicLog, sequence: int, limit: int) -> tuple[bytes, int, int]:
+    """The frames of ``log`` from ``sequence`` (``oldest`` up to ``newest``) on, joined:
+    up to the newest, or until about ``limit`` bytes; and the sequence after the last
+    one, and how many. What a one-topic subscriber behind sends in one write."""
+    frames, oldest, newest = log.frames, log.oldest, log.newest
+    run: list[bytes] = []
+    size = 0
+    while sequence <= newest and size < limit:
+        frame = frames[sequence - oldest][0]
+        run.append(frame)
+        size += len(frame)
+        sequence += 1
+    return b"".join(run), sequence, len(run)

@@ -27,7 +27,7 @@ from .._protocol.errors import HubUnavailable
 from .._protocol.frames import priming_frame
 from .._protocol.reset import ResetReason
 from .._util.ending import END_RESPONSE
-from .core import HubCore
+from .core import HubCore, joined_run
 from .log import TopicLog
 from .observer import DROPPED_REASONS, SubscriptionEnd, SubscriptionStart
 from .resume import Resolved, reset_frame, resolve
@@ -233,8 +233,7 @@ class Subscription:
                 if frame is not None:
                     return frame
                 await several.wait()
-        # One topic: the look before parking is inline; what matters wakes the log or this.
-        if not self._topics:  # closed: what was queued before, then the end
+        if not self._topics:  # one topic, closed: what was queued before, then the end
             frame = self.next_ready()
             if frame is not None:
                 return frame
@@ -253,7 +252,7 @@ class Subscription:
                     await topic.next_change().wait()
                     continue
                 self._waiter = waiter = loop.create_future()  # `_park`, inlined
-                topic.parked.append(waiter)
+                topic.parked.append(waiter)  # every change that matters wakes it, or `drop`
                 try:
                     await waiter  # the bare future itself: no coroutine in between
                 except BaseException:
@@ -265,8 +264,7 @@ class Subscription:
             if frame is not None:
                 return frame
 
-    def _read_end_response(self) -> None:
-        """Read which response streams it (as it is first iterated); end it if dropped."""
+    def _read_end_response(self) -> None:  # which response streams it; end it if dropped
         self._end_response = end_response = END_RESPONSE.get()
         if end_response is not None and self._end_reason == "dropped":
             end_response()  # dropped before its response got to it: end it now
@@ -274,7 +272,6 @@ class Subscription:
     async def _resolve_when_available(self) -> None:
         """Resolve the client's id once the backend answers (or until an end is asked)."""
         core = self._core
-        # Not once it is dropped: then it ends unresolved.
         while self._state is UNRESOLVED and self._end_reason is None and not core.stopped:
             try:
                 await self._resolve()
@@ -283,11 +280,11 @@ class Subscription:
                     await core.backend.available()
                 self._waiting_for_backend = None
 
-    def _sse_next_body(self) -> tuple[bytes | None, Awaitable[object] | None]:
-        """The response's pump's step (`asgi_sse._server.pump`): a frame to send (None:
-        none), then what to await before the next step (None: the pump joins what else
-        is ready). Handing out a topic's newest frame, it parks at once (a change during
-        the send sets the future; `close` hands one nobody awaited back to the log)."""
+    def _sse_next_body(self, limit: int) -> tuple[bytes | None, Awaitable[object] | None]:
+        """The response's pump's step (`asgi_sse._server.pump`): frames to send (a run
+        joined up to about ``limit`` bytes), then what to await before the next step.
+        Handing out a topic's newest frame, it parks at once (a change during the send
+        sets the future; `close` hands one nobody awaited back to the log)."""
         if (
             self._state is STREAMING
             and not self._pending
@@ -313,11 +310,15 @@ class Subscription:
                 return frame, waiter
             if sequence > newest and not topic.closed:
                 return None, self._park(topic)
+            if topic.oldest <= sequence < newest and not topic.lag_samples:
+                body, self._next[0], count = joined_run(topic, sequence, limit)
+                self._delivered += count
+                self._size += len(body)
+                return body, None  # the next step parks, or takes the rest
         return self._next_body_slowly()
 
     def _next_body_slowly(self) -> tuple[bytes | None, Awaitable[object] | None]:
-        """`_sse_next_body` for the first step, an unresolved id, queued frames, a run
-        of ready frames, several topics, trio, the end."""
+        """`_sse_next_body` for every other case (None to await: the pump joins runs)."""
         if self._end_response is _UNREAD:
             self._read_end_response()
         if self._state is UNRESOLVED and self._end_reason is None and not self._core.stopped:
@@ -330,8 +331,7 @@ class Subscription:
         return None, self._park(self._topics[0])  # one topic, streaming, nothing newer
 
     def _park(self, topic: TopicLog) -> Awaitable[object]:
-        """What a one-topic reader with nothing to send awaits: a bare future the log sets
-        (asyncio; ``_waiter``: `drop` wakes it alone), or the log's `anyio.Event`."""
+        """A one-topic reader's wait: the log's bare future (asyncio) or `anyio.Event`."""
         loop = _get_running_loop()
         if loop is None:  # trio, or any other loop anyio runs on
             return topic.next_change().wait()

@@ -46,7 +46,7 @@ async def pump(stream: EventStream, conn: Connection) -> None:
     Raises what the stream raises, and what the server's send raises.
     """
     iterator: AsyncIterator[Item] = aiter(stream)
-    next_body: Callable[[], tuple[bytes | None, Awaitable[object] | None]] | None = getattr(
+    next_body: Callable[[int], tuple[bytes | None, Awaitable[object] | None]] | None = getattr(
         iterator, "_sse_next_body", None
     )
     if next_body is not None:
@@ -55,7 +55,7 @@ async def pump(stream: EventStream, conn: Connection) -> None:
         try:
             while True:
                 try:
-                    body, then = next_body()
+                    body, then = next_body(BATCH_BYTES)
                 except StopAsyncIteration:
                     break
                 if body is not None:

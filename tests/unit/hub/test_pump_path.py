@@ -208,3 +208,26 @@ async def test_several_topics_through_the_response(anyio_backend: str) -> None:
             await hub.close("b")
             await until(lambda: client.finished)
         assert client.events() == [b"data: one", b"data: two"]
+
+
+async def test_a_long_run_goes_out_in_batches_of_about_64_kib(anyio_backend: str) -> None:
+    async with Hub(history=500) as hub:
+        client = Client()
+        sub = hub.subscribe("t")
+        async with anyio.create_task_group() as group:
+            group.start_soon(EventSourceResponse(sub), SCOPE, client.receive, client.send)
+            await until(lambda: len(client.bodies) == 1)
+            await anyio.wait_all_tasks_blocked()  # parked
+            for n in range(200):
+                hub.publish_nowait("t", f"{n:04d}" + "x" * 2000)  # about 400 KB in all
+            await until(lambda: len(client.events()) == 200)
+            sub.drop()
+        assert [event[6:10] for event in client.events()] == [
+            f"{n:04d}".encode() for n in range(200)
+        ]
+        # Runs of about 64 KiB (each sent in pieces of at most 64 KiB), not one per event.
+        pieces = client.bodies[1:]
+        assert 6 <= len(pieces) <= 16
+        assert all(len(body) <= 64 * 1024 for body in pieces)
+        assert hub.stats().delivered_events == 201
+        assert hub.stats().delivered_bytes == sum(len(body) for body in client.bodies)
