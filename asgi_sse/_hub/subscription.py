@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from asyncio import _get_running_loop
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from time import time
 
 import anyio
@@ -37,6 +37,7 @@ from .state import CLOSED, ENDED, STREAMING, UNRESOLVED, move
 __all__ = ("Subscription",)
 
 _UNREAD = object()  # `Subscription._end_response` before it is read
+_Step = tuple[bytes | None, Awaitable[object] | None]  # frames to send, then what to await
 
 
 class Subscription:
@@ -271,24 +272,25 @@ class Subscription:
 
     async def _resolve_when_available(self) -> None:
         """Resolve the client's id once the backend answers (or until an end is asked)."""
-        core = self._core
-        while self._state is UNRESOLVED and self._end_reason is None and not core.stopped:
+        while self._state is UNRESOLVED and self._end_reason is None and not self._core.stopped:
             try:
                 await self._resolve()
             except HubUnavailable:
                 with anyio.CancelScope() as self._waiting_for_backend:  # `drop` cancels it
-                    await core.backend.available()
+                    await self._core.backend.available()
                 self._waiting_for_backend = None
 
-    def _sse_next_body(self, limit: int) -> tuple[bytes | None, Awaitable[object] | None]:
-        """The response's pump's step (`asgi_sse._server.pump`): frames to send (a run
-        joined up to about ``limit`` bytes), then what to await before the next step.
-        Handing out a topic's newest frame, it parks at once (a change during the send
-        sets the future; `close` hands one nobody awaited back to the log)."""
+    @property
+    def _sse_next_body(self) -> Callable[[int], _Step] | None:
+        """The response pump's step (`asgi_sse._server.pump`); several topics: None."""
+        return self._step if self._several is None else None
+
+    def _step(self, limit: int) -> _Step:
+        """Frames to send (a run: up to about ``limit`` bytes), then what to await; with the
+        newest frame, a future parked at once (`close` hands back one nobody awaited)."""
         if (
             self._state is STREAMING
             and not self._pending
-            and self._several is None
             and not self._core.stopped
             and self._end_response is not _UNREAD
         ):
@@ -317,8 +319,8 @@ class Subscription:
                 return body, None  # the next step parks, or takes the rest
         return self._next_body_slowly()
 
-    def _next_body_slowly(self) -> tuple[bytes | None, Awaitable[object] | None]:
-        """`_sse_next_body` for every other case (None to await: the pump joins runs)."""
+    def _next_body_slowly(self) -> _Step:
+        """`_step` for every other case (None to await: the pump joins a run)."""
         if self._end_response is _UNREAD:
             self._read_end_response()
         if self._state is UNRESOLVED and self._end_reason is None and not self._core.stopped:
@@ -326,9 +328,7 @@ class Subscription:
         first = self.next_ready()  # raises the end
         if first is not None:
             return first, None  # the pump joins what else is ready (`next_ready`)
-        if self._several is not None:
-            return None, self._several.wait()
-        return None, self._park(self._topics[0])  # one topic, streaming, nothing newer
+        return None, self._park(self._topics[0])  # streaming, nothing newer
 
     def _park(self, topic: TopicLog) -> Awaitable[object]:
         """A one-topic reader's wait: the log's bare future (asyncio) or `anyio.Event`."""

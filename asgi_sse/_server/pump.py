@@ -13,8 +13,8 @@ Batching follows from the rule: only what is honestly ready goes out together - 
 items an iterator hands out through ``next_ready()`` or ``next_nowait()`` (`merge()`,
 hub subscriptions; see `asgi_sse.types.ReadyItems`) and bytes the stream joined
 itself. A plain generator's items go out one `send` each. A hub subscription (known by
-its ``_sse_next_body``) hands out a frame and the future to await after sending it (the
-pump joins a run of ready frames as above): no ``__anext__`` coroutine per event.
+its ``_sse_next_body``; one topic) hands out its frames (a run of them joined) and the
+future to await after sending them: no ``__anext__`` coroutine per event.
 
 Imports the protocol layer's items, the connection and `_util`; never a framework, the
 hub or `merge()` (it knows a ready-items iterator only by its methods).
