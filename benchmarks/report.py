@@ -247,7 +247,7 @@ _COALESCING = (
     "In-process, with a `send` that does nothing (`python benchmarks/typed_profile.py`, "
     "instruction counts): `minimal_pydantic` 30,921 per event, asgi-sse doing the same "
     "work (`Tick.frame` per event) 30,380 (0.98x), and with a `Tick` object per event "
-    "39,690 (1.28x): " + _TYPED_EVENT + ". The same work through the server is the "
+    "40,092 (1.30x): " + _TYPED_EVENT + ". The same work through the server is the "
     "`asgi_sse_frame` target below. Joining a burst's frames into one `send` would "
     "pass this (a prototype that held them while the stream ran on and flushed them "
     "when it suspended measured 1.5-1.7x `minimal_pydantic`, 2.8x sse-starlette in a "
@@ -314,7 +314,7 @@ TARGETS: tuple[Target, ...] = (
         "per subscriber and event asgi-sse builds an event object where "
         "`minimal_pydantic` only dumps the tick's shared model into an f-string. "
         "In-process (`python benchmarks/typed_profile.py`, 200 subscribers, instruction "
-        "counts): 41,324 per delivered event against 31,797 (1.30x); doing "
+        "counts): 41,755 per delivered event against 31,803 (1.31x); doing "
         "`minimal_pydantic`'s work (`Tick.frame` per subscriber, `asgi_sse_frame`) "
         "31,954 (1.005x): what the response, its watcher and the pump add is paid for "
         "by `Tick.frame` being cheaper than `model_dump_json()` and an f-string. So the "
@@ -394,11 +394,10 @@ TARGETS: tuple[Target, ...] = (
         "and ~1,700 the frame's one %-format (every attribute lookup on a pydantic "
         "instance is off CPython's fast path: pydantic defines `__getattr__`). Issue 18 "
         "made encoding cheaper (per-class frame formats, the id union tried int first, "
-        "no regex for ids in `frame()` or `check_id()`, then an encoder of its own per "
-        "class): counted with `python benchmarks/encode.py --instructions`, the object "
-        "path went from 0.84x to 0.88x, then 0.885x the hand-written cost (31,796 "
-        "against 28,140 instructions per event). `Tick.frame(data, id=...)` encodes "
-        "without building the object: the next row",
+        "no regex for ids in `frame()` or `check_id()`): counted with `python "
+        "benchmarks/encode.py --instructions`, the object path went from 0.84x to 0.88x "
+        "the hand-written cost (32,075 against 28,127 instructions per event). "
+        "`Tick.frame(data, id=...)` encodes without building the object: the next row",
     ),
     Target(
         "encode, hot path `Tick.frame(data, id=i)` vs hand-written",

@@ -16,9 +16,10 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Annotated, Any, ClassVar, Generic, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, ParamSpec, TypeVar, cast
 
 from pydantic import BaseModel, Field, StrictInt, TypeAdapter
+from pydantic._internal._model_construction import ModelMetaclass
 from pydantic_core import PydanticSerializationError, SchemaSerializer
 
 from .._util.closing import close_stream
@@ -41,7 +42,29 @@ def event_name_for(class_name: str) -> str:
     return _BOUNDARY.sub("_", class_name).lower()
 
 
-class BaseEvent(BaseModel, Generic[T]):
+if TYPE_CHECKING:
+    # Type checkers see pydantic's own metaclass, so that they treat event classes as
+    # pydantic models (the generated `__init__`, the mypy plugin) exactly as before.
+    _EventMeta = ModelMetaclass
+else:
+
+    class _EventMeta(ModelMetaclass):
+        """Pydantic's metaclass, told when an event class's `encode` changes (setting or
+        deleting it on a made class; a subclass that defines its own is not a change),
+        so that the response's per-class encoders (`ITEM_ENCODERS`) never outlive it."""
+
+        def __setattr__(cls, name: str, value: Any) -> None:
+            super().__setattr__(name, value)
+            if name == "encode":
+                ITEM_ENCODERS.clear()
+
+        def __delattr__(cls, name: str) -> None:
+            super().__delattr__(name)
+            if name == "encode":
+                ITEM_ENCODERS.clear()
+
+
+class BaseEvent(BaseModel, Generic[T], metaclass=_EventMeta):
     """A typed Server-Sent Event: `data` is any value pydantic can dump to JSON.
 
     Subclass it with the payload type; the event name is the class name in snake case
@@ -107,15 +130,34 @@ class BaseEvent(BaseModel, Generic[T]):
             InvalidEventError: when `data` cannot be serialised to JSON (a lone
                 surrogate in a str, a value pydantic cannot dump).
         """
-        # The first encode of a class gives it an encoder of its own (see
-        # _install_encoder) and goes through it; a class whose `encode` is the user's
-        # (an override calling super().encode()) keeps the shared path.
         cls = type(self)
-        encoder = _install_encoder(cls)
-        if encoder is not None:
-            return encoder(self)
-        serializer, _, formats, _ = _CODECS.get(cls) or _build_codec(cls)
-        return _format(formats, serializer, cls, self.__dict__)
+        try:
+            serializer, _, formats, _ = _CODECS[cls]
+        except KeyError:
+            serializer, _, formats, _ = _build_codec(cls)
+        # One attribute lookup, not three: pydantic's __getattr__ puts every instance
+        # attribute lookup on CPython's slow path.
+        fields = self.__dict__
+        event_id = fields["id"]
+        retry = fields["retry"]
+        try:
+            payload = serializer.to_json(fields["data"])
+        except PydanticSerializationError as exc:
+            raise _unencodable(cls, event_id, exc) from exc
+        if event_id is None:
+            if retry is None:
+                return formats[0] % payload
+            return formats[1] % (payload, retry)
+        if type(event_id) is int:
+            if retry is None:
+                return formats[2] % (event_id, payload)
+            return formats[3] % (event_id, payload, retry)
+        # A str (validated at construction); anything else came in through
+        # model_construct() and is formatted as before: a str subclass as text, else %d.
+        id_bytes = event_id.encode() if isinstance(event_id, str) else b"%d" % event_id
+        if retry is None:
+            return formats[4] % (id_bytes, payload)
+        return formats[5] % (id_bytes, payload, retry)
 
     @classmethod
     def frame(cls, data: T, *, id: str | int | None = None, retry: int | None = None) -> bytes:
@@ -179,6 +221,9 @@ class BaseEvent(BaseModel, Generic[T]):
         return cls(data=value, id=id or None)
 
 
+_ENCODE: Callable[[BaseEvent[Any]], bytes] = BaseEvent.encode
+
+
 def _unencodable(
     cls: type[BaseEvent[Any]], event_id: str | int | None, error: Exception
 ) -> InvalidEventError:
@@ -208,79 +253,46 @@ _FORMATS = tuple(
 )
 
 
-#: Marks the encoders made here (see _install_encoder), so that a class whose `encode`
-#: is the user's own is never given one.
-_GENERATED = "_asgi_sse_generated_encoder"
+#: Per exact event class, the function the response encodes its instances with (see
+#: `item_encoder`); emptied whenever any event class's `encode` is set or deleted.
+ITEM_ENCODERS: dict[type, Callable[[Any], bytes]] = {}
 
 
-def _format(
-    formats: tuple[bytes, ...],
-    serializer: SchemaSerializer,
-    cls: type[BaseEvent[Any]],
-    fields: dict[str, Any],
-) -> bytes:
-    """The shared encoding path: one frame from an event's fields (its ``__dict__``)."""
-    event_id = fields["id"]
-    retry = fields["retry"]
-    try:
-        payload = serializer.to_json(fields["data"])
-    except PydanticSerializationError as exc:
-        raise _unencodable(cls, event_id, exc) from exc
-    if event_id is None:
-        if retry is None:
-            return formats[0] % payload
-        return formats[1] % (payload, retry)
-    if type(event_id) is int:
-        if retry is None:
-            return formats[2] % (event_id, payload)
-        return formats[3] % (event_id, payload, retry)
-    # A str (validated at construction); anything else came in through
-    # model_construct() and is formatted as before: a str subclass as text, else %d.
-    id_bytes = event_id.encode() if isinstance(event_id, str) else b"%d" % event_id
-    if retry is None:
-        return formats[4] % (id_bytes, payload)
-    return formats[5] % (id_bytes, payload, retry)
+def item_encoder(cls: type[BaseEvent[Any]]) -> Callable[[BaseEvent[Any]], bytes] | None:
+    """A function that encodes instances of exactly ``cls`` as `encode()` would, with the
+    class's serializer and frame formats bound in a closure (nothing looked up per event,
+    not even the method: pydantic's ``__getattr__`` keeps attribute lookups on models off
+    CPython's fast path).
 
-
-def _install_encoder(cls: type[BaseEvent[Any]]) -> Callable[[BaseEvent[Any]], bytes] | None:
-    """Give ``cls`` an `encode` of its own: the shared path with the class's serializer
-    and frame formats bound in a closure, so that encoding an instance looks nothing up.
-
-    Returns it; None when the `encode` that instances of ``cls`` find is not one of this
-    module's (the user overrode it: theirs stays, and calls the shared path through
-    `super().encode()`). Every class gets its own, from its first encode on: a subclass
-    never runs its parent's (see `__pydantic_init_subclass__`).
+    None when the `encode` that instances of ``cls`` find is not `BaseEvent.encode` (the
+    user's own, a wrapper, a mock): then it must be called. Nothing is set on the class;
+    the caller keeps the function (`ITEM_ENCODERS`), which the event classes' metaclass
+    empties when any class's `encode` changes.
     """
-    found = getattr(cls, "encode", None)
-    if found is not BaseEvent.encode and not getattr(found, _GENERATED, False):
+    if getattr(cls, "encode", None) is not BaseEvent.__dict__["encode"]:
         return None
-    serializer, _, formats, _ = _CODECS.get(cls) or _build_codec(cls)
-    to_json = serializer.to_json
-    plain, _, int_id, _, str_id, _ = formats
+    codec = _CODECS.get(cls)
+    if codec is None:
+        return None  # not encoded yet: the first event goes through encode()
+    to_json = codec[0].to_json
+    plain, _, int_id, _, str_id, _ = codec[2]
 
     def encode(self: BaseEvent[Any]) -> bytes:
-        if type(self) is not cls:  # a subclass made after this: it gets its own
-            return BaseEvent.encode(self)
         fields = self.__dict__
         event_id = fields["id"]
-        retry = fields["retry"]
-        try:
-            payload = to_json(fields["data"])
-        except PydanticSerializationError as exc:
-            raise _unencodable(cls, event_id, exc) from exc
-        if retry is None:
+        kind = type(event_id)
+        if fields["retry"] is None and (event_id is None or kind is int or kind is str):
+            try:
+                payload = to_json(fields["data"])
+            except PydanticSerializationError as exc:
+                raise _unencodable(cls, event_id, exc) from exc
             if event_id is None:
                 return plain % payload
-            if type(event_id) is int:
+            if kind is int:
                 return int_id % (event_id, payload)
-            if type(event_id) is str:
-                return str_id % (event_id.encode(), payload)
-        return _format(formats, serializer, cls, fields)
+            return str_id % (cast("str", event_id).encode(), payload)
+        return _ENCODE(self)  # a retry, or an id from model_construct(): the full path
 
-    encode.__doc__ = BaseEvent.encode.__doc__
-    encode.__qualname__ = f"{cls.__qualname__}.encode"
-    setattr(encode, _GENERATED, True)
-    type.__setattr__(cls, "encode", encode)
     return encode
 
 
@@ -298,7 +310,11 @@ def _build_codec(cls: type[BaseEvent[Any]]) -> _Codec:
     adapter: TypeAdapter[Any] = TypeAdapter(field.rebuild_annotation())
     prefix = cls._sse_prefix.replace(b"%", b"%%")  # an event name may hold a "%"
     formats = tuple(prefix + line for line in _FORMATS)
-    _CODECS[cls] = codec = (adapter.serializer, exact, formats, adapter)
+    codec = (adapter.serializer, exact, formats, adapter)
+    if adapter.pydantic_complete:
+        # Note: an adapter of a type not defined yet (a forward reference) serializes
+        # through a placeholder: not kept, so that the next encode tries again.
+        _CODECS[cls] = codec
     return codec
 
 

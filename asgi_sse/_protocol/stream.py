@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Callable
 from typing import Any, Protocol, TypeAlias, TypeVar
 
-from .events import BaseEvent
+from .events import ITEM_ENCODERS, BaseEvent, item_encoder
 from .wire import ServerSentEvent, encode_data
 
 __all__ = ("EventStream", "Item", "Preparable", "Publishable", "ReadyItems", "encode_item")
@@ -43,7 +43,7 @@ def encode_item(item: object) -> bytes:
     # Per exact type, the function that encodes it: one dict lookup instead of an
     # isinstance() on pydantic's metaclass (an ABC) and a method lookup on the event
     # (pydantic's __getattr__ keeps instance lookups off CPython's fast path).
-    encode = _ENCODERS.get(type(item))
+    encode = ITEM_ENCODERS.get(type(item))
     if encode is not None:
         return encode(item)
     return _encode_other(item)
@@ -57,20 +57,28 @@ def _same_bytes(item: bytes) -> bytes:
     return item
 
 
-_Encoder: TypeAlias = Callable[[Any], bytes]
-#: The encoder of each exact item type seen so far (bounded: classes made at run time,
-#: one per request say, must not grow it without end; past the bound they take the
-#: slow path).
-_ENCODERS: dict[type, _Encoder] = {str: _encode_str, bytes: _same_bytes}
-_MAX_ENCODERS = 512
+#: How many exact types `ITEM_ENCODERS` may hold: classes made at run time, one per
+#: request say, must not grow it without end; past the bound they take the slow path.
+MAX_ENCODERS = 512
 
 
 def _encode_other(item: object) -> bytes:
     kind = type(item)
-    if isinstance(item, (BaseEvent, ServerSentEvent)):
+    known: Callable[[Any], bytes] | None = None
+    if kind is str:
+        known = _encode_str
+    elif kind is bytes:
+        known = _same_bytes
+    elif isinstance(item, BaseEvent):
         frame = item.encode()
-        # Looked up after the first encode: an event class gets its own encoder then.
-        encoder: _Encoder = kind.encode  # type: ignore[attr-defined]
+        # After the first encode, which made the class's serializer; None for a class
+        # whose `encode` is not BaseEvent's (then it is called every time).
+        known = item_encoder(type(item))
+        if known is not None and len(ITEM_ENCODERS) < MAX_ENCODERS:
+            ITEM_ENCODERS[kind] = known
+        return frame
+    elif isinstance(item, ServerSentEvent):
+        return item.encode()
     elif isinstance(item, str):
         return _encode_str(item)
     elif isinstance(item, (bytes, bytearray, memoryview)):
@@ -81,9 +89,9 @@ def _encode_other(item: object) -> bytes:
             "ServerSentEvent, a str (sent as data) or bytes holding complete SSE frames"
         )
         raise TypeError(msg)
-    if len(_ENCODERS) < _MAX_ENCODERS:
-        _ENCODERS[kind] = encoder
-    return frame
+    if len(ITEM_ENCODERS) < MAX_ENCODERS:
+        ITEM_ENCODERS[kind] = known
+    return known(item)  # type: ignore[arg-type]  # str or bytes, exactly
 
 
 class ReadyItems(Protocol[T_co]):

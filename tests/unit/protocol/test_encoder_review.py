@@ -1,7 +1,9 @@
-"""Review of the per-class encoder (9bb19ac): `BaseEvent.encode` installs a generated
-`encode` on each class at its first encode, and `encode_item` caches an encoder per
-exact type. The passing tests pin behaviour that must not change; the strict xfails are
-differences from the code before (ffa3648) or bugs, each with its reason.
+"""Review of the per-class encoder: `encode_item` (what the response encodes each item
+with) keeps an encoder per exact type, made for an event class whose `encode` is
+`BaseEvent.encode` (nothing is set on the class), and forgets them all whenever any
+event class's `encode` is set or deleted. A first version (9bb19ac) installed the
+encoder on each class; the tests of section two failed with it and pass now. The strict
+xfail at the end is a limit that was there before.
 
 Every test makes its own event classes (a class's first encode is what is under test),
 and the fixture puts back `BaseEvent.encode` and the `encode_item` table afterwards, so
@@ -36,12 +38,11 @@ from asgi_sse.schema import event_schema
 T = TypeVar("T")
 
 _ORIGINAL_ENCODE = BaseEvent.__dict__["encode"]
-_GENERATED = "_asgi_sse_generated_encoder"
 
 
 @pytest.fixture(autouse=True)
 def _restore_shared_state() -> Iterator[None]:
-    table: dict[type, Any] | None = getattr(stream_module, "_ENCODERS", None)
+    table: dict[type, Any] | None = events_module.ITEM_ENCODERS
     saved = dict(table) if table is not None else {}
     try:
         yield
@@ -286,10 +287,8 @@ def test_forward_reference_resolved_by_model_rebuild_encodes() -> None:
 
 
 def test_encoder_table_is_bounded_and_past_it_events_still_encode() -> None:
-    table = getattr(stream_module, "_ENCODERS", None)
-    if table is None:
-        pytest.skip("no encoder table before 9bb19ac")
-    bound = stream_module._MAX_ENCODERS
+    table = events_module.ITEM_ENCODERS
+    bound = stream_module.MAX_ENCODERS
     while len(table) < bound:
         table[type(f"Filler{len(table)}", (), {})] = bytes
 
@@ -313,7 +312,7 @@ def test_generated_encoder_holds_its_class_only_through_the_tables() -> None:
         encode_item(PerRequest(data=1))
         encode_item(PerRequest(data=2))
         events_module._CODECS.pop(PerRequest, None)
-        getattr(stream_module, "_ENCODERS", {}).pop(PerRequest, None)
+        events_module.ITEM_ENCODERS.pop(PerRequest, None)
         return weakref.ref(PerRequest)
 
     ref = one_request()
@@ -321,16 +320,12 @@ def test_generated_encoder_holds_its_class_only_through_the_tables() -> None:
     assert ref() is None
 
 
-# -- differences from ffa3648, and bugs (strict xfails) --------------------------------
+# -- what the first version (9bb19ac) got wrong, each reason kept as the docstring --
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="9bb19ac: encoding a plain BaseEvent(data=...) installs a generated encoder on "
-    "BaseEvent itself; every class not yet encoded then recurses (its inherited encoder "
-    "sees type(self) is not BaseEvent and calls BaseEvent.encode, i.e. itself)",
-)
+# Was: encoding a plain BaseEvent(data=...) installs a generated encoder on BaseEvent
+# itself; every class not yet encoded then recurses (its inherited encoder sees
+# type(self) is not BaseEvent and calls BaseEvent.encode, i.e. itself)
 def test_plain_base_event_does_not_break_other_classes() -> None:
     assert BaseEvent(data="x").encode() == _frame(None, b'"x"')
 
@@ -340,11 +335,7 @@ def test_plain_base_event_does_not_break_other_classes() -> None:
     assert AfterPlain(data=1).encode() == _frame("after_plain", b"1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="9bb19ac: the same through the hub's split (Hub.publish) and encode_item",
-)
+# Was: the same through the hub's split (Hub.publish) and encode_item
 def test_plain_base_event_published_does_not_break_later_publishes() -> None:
     assert split_at_id(BaseEvent(data="x")) == (b"", b'data: "x"\n\n')
     assert encode_item(BaseEvent(data="y")) == _frame(None, b'"y"')
@@ -355,11 +346,8 @@ def test_plain_base_event_published_does_not_break_later_publishes() -> None:
     assert split_at_id(Published(data=1)) == (b"event: published\n", b"data: 1\n\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="9bb19ac: a wrapper put on BaseEvent.encode (instrumentation) runs for the "
-    "first event of a class only; its first encode replaces it with the generated one",
-)
+# Was: a wrapper put on BaseEvent.encode (instrumentation) runs for the first event of
+# a class only; its first encode replaces it with the generated one
 def test_a_wrapper_on_base_event_encode_sees_every_event() -> None:
     class Watched(BaseEvent[int]):
         pass
@@ -376,11 +364,8 @@ def test_a_wrapper_on_base_event_encode_sees_every_event() -> None:
     assert seen == [0, 1, 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="9bb19ac: encode_item keeps the encode it found at a type's first item; a "
-    "class's encode patched later is ignored by encode_item (but not by .encode())",
-)
+# Was: encode_item keeps the encode it found at a type's first item; a class's encode
+# patched later is ignored by encode_item (but not by .encode())
 def test_encode_item_follows_encode_patched_after_first_use() -> None:
     class Patched(BaseEvent[int]):
         pass
@@ -394,11 +379,8 @@ def test_encode_item_follows_encode_patched_after_first_use() -> None:
         assert encode_item(Patched(data=1)) == b"data: patched\n\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="9bb19ac: a mock patched onto a class's encode stays in encode_item's table "
-    "after the patch is undone (one test's mock leaks into every later test)",
-)
+# Was: a mock patched onto a class's encode stays in encode_item's table after the
+# patch is undone (one test's mock leaks into every later test)
 def test_encode_item_forgets_a_patch_once_undone() -> None:
     class Mocked(BaseEvent[int]):
         pass
@@ -408,11 +390,8 @@ def test_encode_item_forgets_a_patch_once_undone() -> None:
     assert encode_item(Mocked(data=1)) == _frame("mocked", b"1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="9bb19ac: a subclass that was encoded has an encode of its own, which hides "
-    "an encode put on its parent afterwards (before, the subclass inherited it)",
-)
+# Was: a subclass that was encoded has an encode of its own, which hides an encode put
+# on its parent afterwards (before, the subclass inherited it)
 def test_encode_patched_on_a_parent_reaches_an_encoded_subclass() -> None:
     class Parent(BaseEvent[int]):
         pass
@@ -428,12 +407,9 @@ def test_encode_patched_on_a_parent_reaches_an_encoded_subclass() -> None:
         assert Child(data=1).encode() == b"data: parent's\n\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="9bb19ac: functools.wraps copies the generated encoder's marker attribute "
-    "onto the user's wrapper, which is then taken for a generated encoder and replaced "
-    "on a subclass: the wrapper runs for the subclass's first event only",
-)
+# Was: functools.wraps copies the generated encoder's marker attribute onto the user's
+# wrapper, which is then taken for a generated encoder and replaced on a subclass: the
+# wrapper runs for the subclass's first event only
 def test_a_functools_wraps_wrapper_is_kept_for_subclasses() -> None:
     class Wrapped(BaseEvent[int]):
         pass
@@ -457,26 +433,18 @@ def test_a_functools_wraps_wrapper_is_kept_for_subclasses() -> None:
     assert calls == [0, 1, 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pickle.PicklingError,
-    reason="9bb19ac: the generated function is named Cls.encode in module "
-    "asgi_sse._protocol.events, where pickle cannot find it (ProcessPoolExecutor.map("
-    "Cls.encode, events) breaks); before, it was BaseEvent.encode",
-)
+# Was: the generated function is named Cls.encode in module asgi_sse._protocol.events,
+# where pickle cannot find it (ProcessPoolExecutor.map( Cls.encode, events) breaks);
+# before, it was BaseEvent.encode
 def test_a_class_encode_function_pickles() -> None:
     _PickledClassEncode(data=1).encode()
     function = pickle.loads(pickle.dumps(_PickledClassEncode.encode))
     assert function(_PickledClassEncode(data=2)) == _frame("_pickled_class_encode", b"2")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="9bb19ac: encode_item calls the encode it found on the class with the item "
-    "as argument; an encode that is not a plain method (a staticmethod) got no argument "
-    "from item.encode() before",
-)
+# Was: encode_item calls the encode it found on the class with the item as argument; an
+# encode that is not a plain method (a staticmethod) got no argument from item.encode()
+# before
 def test_encode_item_calls_a_static_encode_as_the_item_would() -> None:
     class Static(BaseEvent[int]):
         @staticmethod
@@ -487,14 +455,10 @@ def test_encode_item_calls_a_static_encode_as_the_item_would() -> None:
     assert encode_item(Static(data=1)) == b"data: static\n\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="9bb19ac (latent before): an encode before the forward reference is defined "
-    "caches pydantic's mock serializer in _CODECS, which model_rebuild() does not clear; "
-    "the mock rebuilds itself from the namespace a fixed number of frames up, which "
-    "named the type from the old encode (this test passes there) but not from "
-    "_install_encoder, one frame deeper",
-)
+# Was: an encode before the forward reference is defined caches pydantic's mock
+# serializer in _CODECS, which model_rebuild() does not clear; the mock rebuilds itself
+# from the namespace a fixed number of frames up, which named the type from the old
+# encode (this test passes there) but not from _install_encoder, one frame deeper
 def test_encode_after_model_rebuild_when_first_tried_before() -> None:
     class Early(BaseEvent["EarlyPayload"]):
         pass

@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel, ValidationError, field_validator
 
 from asgi_sse import BaseEvent, InvalidEventError, ServerSentEvent
+from asgi_sse._protocol.events import ITEM_ENCODERS
 from asgi_sse._protocol.stream import encode_item
 from asgi_sse._protocol.wire import ID_FORBIDDEN, ID_PATTERN, check_id
 
@@ -223,31 +224,33 @@ def test_unencodable_data_names_the_class_and_id() -> None:
         Words.frame("\ud800", id="k")
 
 
-# -- each class's own encoder (installed on its first encode) ----------------------------
+# -- the response's encoder per exact class (encode_item) -------------------------------
 
 
 def test_a_subclass_made_after_its_parent_encoded_gets_its_own_encoder() -> None:
     class Parent(BaseEvent[int], event="parent"):
         pass
 
-    assert Parent(data=1, id=1).encode() == b"event: parent\nid: 1\ndata: 1\n\n"
+    for _ in range(2):
+        assert encode_item(Parent(data=1, id=1)) == b"event: parent\nid: 1\ndata: 1\n\n"
 
     class Child(Parent, event="child"):
         pass
 
-    # Child finds Parent's encoder first; it must send its own name, and get its own.
-    assert Child(data=2, id=2).encode() == b"event: child\nid: 2\ndata: 2\n\n"
-    assert Child(data=3).encode() == b"event: child\ndata: 3\n\n"
-    assert "encode" in vars(Child)
-    assert Parent(data=4).encode() == b"event: parent\ndata: 4\n\n"
+    for _ in range(2):  # its own name, through its own encoder the second time
+        assert encode_item(Child(data=2, id=2)) == b"event: child\nid: 2\ndata: 2\n\n"
+        assert encode_item(Child(data=3)) == b"event: child\ndata: 3\n\n"
+    assert ITEM_ENCODERS[Child] is not ITEM_ENCODERS[Parent]
+    assert "encode" not in vars(Child)  # nothing is set on the class
+    assert encode_item(Parent(data=4)) == b"event: parent\ndata: 4\n\n"
 
 
-def test_every_field_combination_goes_through_the_installed_encoder() -> None:
+def test_every_field_combination_goes_through_the_per_class_encoder() -> None:
     class Fresh(BaseEvent[int], event="fresh"):
         pass
 
-    Fresh(data=0).encode()
-    assert "encode" in vars(Fresh)
+    encode_item(Fresh(data=0))
+    assert Fresh in ITEM_ENCODERS
     for event_id in (None, 7, "a-7"):
         for retry in (None, 0, 1500):
             wire_id = None if event_id is None else str(event_id)
@@ -319,13 +322,35 @@ def test_encode_item_handles_every_kind_of_item_twice() -> None:
 def test_the_per_type_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     from asgi_sse._protocol import stream
 
-    monkeypatch.setattr(stream, "_ENCODERS", dict(stream._ENCODERS))
-    monkeypatch.setattr(stream, "_MAX_ENCODERS", len(stream._ENCODERS) + 2)
+    saved = dict(ITEM_ENCODERS)
+    monkeypatch.setattr(stream, "MAX_ENCODERS", len(ITEM_ENCODERS) + 2)
     made = []
     for n in range(5):
         made.append(type(f"Made{n}", (BaseEvent[int],), {}, event=f"made{n}"))
     for n, cls in enumerate(made):
         assert encode_item(cls(data=n)) == b"event: made%d\ndata: %d\n\n" % (n, n)
-    assert sum(cls in stream._ENCODERS for cls in made) == 2
+    assert sum(cls in ITEM_ENCODERS for cls in made) == 2
     for n, cls in enumerate(made):  # past the bound: still right, by the slow path
         assert encode_item(cls(data=n)) == b"event: made%d\ndata: %d\n\n" % (n, n)
+    ITEM_ENCODERS.clear()
+    ITEM_ENCODERS.update(saved)
+
+
+def test_setting_or_deleting_any_class_encode_empties_the_table() -> None:
+    class Watched(BaseEvent[int]):
+        pass
+
+    encode_item(Watched(data=1))
+    assert Watched in ITEM_ENCODERS
+
+    def loud(self: BaseEvent[Any]) -> bytes:
+        return b"data: loud\n\n"
+
+    Watched.encode = loud  # type: ignore[method-assign]
+    assert Watched not in ITEM_ENCODERS
+    assert encode_item(Watched(data=2)) == b"data: loud\n\n"
+    assert Watched not in ITEM_ENCODERS  # not BaseEvent's encode: called every time
+    del Watched.encode
+    assert encode_item(Watched(data=3)) == b"event: watched\ndata: 3\n\n"
+    assert encode_item(Watched(data=4)) == b"event: watched\ndata: 4\n\n"
+    assert Watched in ITEM_ENCODERS
