@@ -217,23 +217,23 @@ class Target:
 
 
 _HUB_SUBSCRIBER_PATH = (
-    "in-process, under callgrind (`benchmarks/hub_profile.py --instructions`, 1,000 "
-    "subscribers, one event per wake-up), the lean delivery path of issue 18 (a bare "
-    "loop future per parked subscriber instead of anyio's event chain, one look for a "
-    "frame per wake-up, counters kept once) cut 34,562 to ~26,000 instructions per "
-    "delivered event, against 18,600 for the hand-written broadcaster (1.86x to 1.40x). "
-    "What is left is about half the server layer's (the connection's send bookkeeping: "
-    "the time stamp `send_timeout` needs, the state, the fair share; the pump's last "
-    "`next_ready` call that finds nothing; the response's coroutine frames) and half "
-    "the subscription's (an `__anext__` per frame, its state checks, two counters). The "
-    "broadcaster watches for no disconnect, keep-alive or stalled client"
+    "in-process, under cachegrind (`python benchmarks/hub_profile.py --instructions "
+    "--subs 1000`, one event per wake-up), issue 18 cut the hub's delivery path from "
+    "34,562 to ~26,000 and then to ~20,500 instructions per delivered event, against "
+    "~18,500 for the hand-written broadcaster (1.86x, 1.41x, 1.11x; at 5,000 "
+    "subscribers 24,316 against 20,234, 1.20x): a bare loop future per parked "
+    "subscriber, counters kept once, and the pump stepping a one-topic subscription "
+    "without an `__anext__` coroutine per event (it sends, then awaits the log's "
+    "future). What is left: the connection's send bookkeeping (the time stamp "
+    "`send_timeout` needs, the state, the fair share), the response's watcher and the "
+    "subscription's ids and counters; the broadcaster watches for no disconnect, "
+    "keep-alive or stalled client, and keeps no ids"
 )
 _HUB_SATURATED = (
-    "at 5,000 subscribers x 10 Hz the hub needs more than the one core it has (22.6 us "
-    "x 50,000 events/s), so it runs at 100% and its publisher, in the same loop, falls "
-    "behind: 43,000 of 50,000 events/s delivered (38,000 before issue 18); latency "
-    "follows CPU. `minimal` needs 0.9 of the core. The cost per event: see the "
-    "1,000-subscriber row, "
+    "at 5,000 subscribers x 10 Hz the hub needs about all of the one core it has (its "
+    "server CPU column: CPU per event x 50,000 events/s), so its publisher, in the "
+    "same loop, falls behind and latency follows CPU; `minimal` needs less of the core "
+    "(its column). The cost per event: see the 1,000-subscriber row, "
 )
 _TYPED_EVENT = (
     "the event object is one pydantic validation: `Tick(data=payload, id=i)` costs "
