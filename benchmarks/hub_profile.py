@@ -48,7 +48,6 @@ import json
 import os
 import pstats
 import re
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -59,6 +58,8 @@ import uvloop
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import cachegrind
+from cachegrind import SCOPE
 from servers._common import make_payload, manual_frame
 from servers.minimal import HEADERS, Broadcast
 
@@ -98,19 +99,7 @@ class Counter:
                 reached.set_result(None)
 
 
-SCOPE = {
-    "type": "http",
-    "asgi": {"version": "3.0", "spec_version": "2.4"},
-    "http_version": "1.1",
-    "method": "GET",
-    "scheme": "http",
-    "path": "/hub",
-    "raw_path": b"/hub",
-    "query_string": b"",
-    "headers": [(b"accept", b"text/event-stream")],
-    "client": ("127.0.0.1", 50000),
-    "server": ("127.0.0.1", 8000),
-}
+SCOPE = {**SCOPE, "path": "/hub", "raw_path": b"/hub"}
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -287,22 +276,8 @@ def breakdown(profiler: cProfile.Profile, delivered: int, top: int) -> dict[str,
 
 def instructions(argv: list[str], rounds: int) -> tuple[int, int]:
     """Instructions of a run with ``rounds`` measured rounds, and its delivered events."""
-    command = [
-        "valgrind",
-        "--tool=cachegrind",
-        "--cache-sim=no",
-        "--cachegrind-out-file=/dev/null",
-        sys.executable,
-        os.path.abspath(__file__),
-        *argv,
-        "--rounds",
-        str(rounds),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    refs = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if refs is None:
-        raise RuntimeError(done.stderr[-2000:])
-    return int(refs.group(1).replace(",", "")), json.loads(done.stdout)["delivered"]
+    count, stdout = cachegrind.count(__file__, *argv, "--rounds", str(rounds))
+    return count, json.loads(stdout)["delivered"]
 
 
 def instructions_per_event(args: argparse.Namespace) -> dict[str, Any]:
