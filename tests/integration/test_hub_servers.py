@@ -43,16 +43,6 @@ def http(server: Server) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def clients() -> Iterator[list[RawClient]]:
-    opened: list[RawClient] = []
-    try:
-        yield opened
-    finally:
-        for client in opened:
-            client.close()
-
-
 def new_topic() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 

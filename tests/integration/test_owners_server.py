@@ -53,16 +53,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
         yield server
 
 
-@pytest.fixture
-def clients() -> Iterator[list[RawClient]]:
-    opened: list[RawClient] = []
-    try:
-        yield opened
-    finally:
-        for client in opened:
-            client.close()
-
-
 def new_owner() -> str:
     return f"user-{uuid.uuid4().hex[:8]}"
 

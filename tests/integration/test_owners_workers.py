@@ -64,16 +64,6 @@ PING = 0.2  # keep-alive interval: a stream that stays open shows it several tim
 HISTORY = 1000
 
 
-@pytest.fixture
-def clients() -> Iterator[list[RawClient]]:
-    opened: list[RawClient] = []
-    try:
-        yield opened
-    finally:
-        for client in opened:
-            client.close()
-
-
 class Relay:
     """A TCP relay on 127.0.0.1 to ``port``: one process's own way to Redis. `cut`
     breaks every connection through it and closes new ones at once (a link that is

@@ -162,16 +162,6 @@ def uvicorns(
                 server.stop()
 
 
-@pytest.fixture
-def clients() -> Iterator[list[RawClient]]:
-    opened: list[RawClient] = []
-    try:
-        yield opened
-    finally:
-        for client in opened:
-            client.close()
-
-
 @contextlib.contextmanager
 def http_clients(servers: Sequence[Server]) -> Iterator[list[httpx.Client]]:
     with contextlib.ExitStack() as stack:

@@ -85,16 +85,6 @@ def server(shared_server: Server) -> Iterator[Server]:
     assert "Traceback" not in new, f"the server logged a traceback:\n{new}"
 
 
-@pytest.fixture
-def clients() -> Iterator[list[RawClient]]:
-    opened: list[RawClient] = []
-    try:
-        yield opened
-    finally:
-        for client in opened:
-            client.close()
-
-
 def stats(server: Server, *, log: bool = False, gc: bool = False) -> dict[str, Any]:
     query = "&".join(name for name, on in (("log=1", log), ("gc=1", gc)) if on)
     result: dict[str, Any] = get_json(server.port, "/stats" + (f"?{query}" if query else ""))

@@ -43,16 +43,6 @@ def pair() -> Iterator[list[Server]]:
         delete_prefix(prefix)
 
 
-@pytest.fixture
-def clients() -> Iterator[list[RawClient]]:
-    opened: list[RawClient] = []
-    try:
-        yield opened
-    finally:
-        for client in opened:
-            client.close()
-
-
 def ticks(stream: RawClient) -> list[tuple[str, str]]:
     """(id, text) of the run's ticks the stream got."""
     return [(i, json.loads(data)) for kind, i, data in events(stream) if kind == "note"]
