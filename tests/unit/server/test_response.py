@@ -566,15 +566,19 @@ async def test_cancelled_by_the_server_still_ends_the_body_cleanly() -> None:
     """uvicorn's --timeout-graceful-shutdown or hypercorn's graceful_timeout cancel the
     request task: the stream is closed and the client still gets the end of the body."""
     cleaned = anyio.Event()
+    # The server's deadline, fired by the test once the first event is through (a timed
+    # deadline raced the first event on a loaded CI machine).
+    server_deadline = anyio.CancelScope()
 
     async def server_with_timeout(
         scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        with anyio.move_on_after(0.2):
+        with server_deadline:
             await EventSourceResponse(first_then_forever(cleaned))(scope, receive, send)
 
     async with connect(server_with_timeout) as response:
         assert (await response.next_event()).data == "first"
+        server_deadline.cancel()
         await response.wait_finished()
     assert cleaned.is_set()
     assert response.complete
