@@ -287,10 +287,13 @@ TARGETS: tuple[Target, ...] = (
         "sse_starlette",
         3.0,
         False,
-        "sse-starlette sends one event per `send` too, and 3x its rate is more than "
-        "`minimal` reaches (pre-encoded bytes, one `send` each, no other work; compare "
-        "the table): no server sending one event per `send` gets there, only joined "
-        "writes do. " + _COALESCING,
+        "sse-starlette sends one event per `send` too. Counted through uvicorn "
+        "(`python benchmarks/server_instructions.py`), it costs 98,138 user-space "
+        "instructions per event, the hand-written `minimal_pydantic` 36,012 (2.7x fewer) "
+        "and asgi-sse with a `Tick` per event 45,196 (2.2x fewer): with one `send` per "
+        "event, a 3x lead would need fewer instructions than the hand-written app, and "
+        "the kernel's cost per `write` (the same for all) narrows every ratio of "
+        "events/s further. Only joined writes get there. " + _COALESCING,
     ),
     Target(
         "fan-out server CPU per event vs `minimal`",
@@ -330,16 +333,16 @@ TARGETS: tuple[Target, ...] = (
         "minimal_pydantic",
         1.0,
         False,
-        "in-process, with a `send` that does nothing, the same work counts 30,380 "
-        "instructions per event against `minimal_pydantic`'s 30,943 (`python "
-        "benchmarks/typed_profile.py`): the response, the pump and the connection cost "
-        "less than `Tick.frame` saves over `model_dump_json()` and an f-string. Under "
-        "uvicorn it is slower all the same; not measured here is where: what differs "
-        "between the two there and is outside that count is the kernel's part of the "
-        "event loop's turns, and the response gives the loop a turn every ~32 sends (its "
-        "fair share: 64 KiB, a send counted as at least 2 KiB, so one connection's burst "
-        "cannot starve the others) where `minimal_pydantic` takes one only when its "
-        "socket buffer fills",
+        "counted through uvicorn (`python benchmarks/server_instructions.py`: the server "
+        "process under cachegrind, a real socket), the same work costs 35,510 "
+        "user-space instructions per event against `minimal_pydantic`'s 36,012 "
+        "(0.986x), and `strace -c` shows the same one `write` per event for both; "
+        "asgi-sse adds one turn of the event loop every ~32 sends (its fair share: "
+        "64 KiB, a send counted as at least 2 KiB, so one connection's burst cannot "
+        "starve the others), one `epoll_wait` each. Events/s on this shared machine move "
+        "by ~15% between runs of one server, so a ratio below 1 here is within that "
+        "noise (three alternating runs under `perf stat`: 73,175 / 68,751 / 72,411 "
+        "against 70,771 / 68,251 / 81,303 events/s)",
     ),
     Target(
         "same work as `minimal_pydantic`: fan-out server CPU per event, `Tick.frame` per "
