@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from time import monotonic
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .._protocol.errors import HubFull, TopicClosed
 from .._protocol.frames import split_at_id
@@ -26,6 +26,9 @@ from .observer import HubObserver, HubStats, OverflowPolicy, SubscriptionEnd
 __all__ = ("Delivering", "Droppable", "HubCore", "joined_run")
 
 _log = logging.getLogger("asgi_sse")
+
+#: The `HubObserver` hooks the hub calls (`HubCore.observe`).
+Hook = Literal["on_publish", "on_subscribe", "on_reset", "on_end", "on_lag"]
 
 
 class Delivering(Protocol):
@@ -224,14 +227,25 @@ class HubCore:
     def published(self, log: TopicLog, event_id: str, size: int) -> None:
         """Count a publish and tell the observer (whose errors are logged, not raised)."""
         self.stats.published += 1
+        # The event is stored: were on_publish to raise, a caller that retries would
+        # publish it twice.
+        self.observe("on_publish", log.name, event_id, size)
+
+    def observe(self, hook: Hook, *args: object) -> None:
+        """Call the observer's ``hook``, if there is an observer; what the hook raises
+        is logged, never raised.
+
+        Metrics must never change what the hub does: a hook that raised would end a
+        subscription (`on_subscribe`, `on_lag`, `on_reset`), hide how it ended
+        (`on_end`), or fail a publish that was stored (`on_publish`).
+        """
         observer = self.observer
-        if observer is not None:
-            try:
-                observer.on_publish(log.name, event_id, size)
-            except Exception:
-                # The event is stored: raising now would make a caller that retries
-                # publish it twice. Metrics must never change what was published.
-                _log.exception("asgi_sse: HubObserver.on_publish raised; ignored")
+        if observer is None:
+            return
+        try:
+            getattr(observer, hook)(*args)
+        except Exception:
+            _log.exception("asgi_sse: HubObserver.%s raised; ignored", hook)
 
     def count_reset(self, reason: ResetReason) -> None:
         resets = self.stats.resets

@@ -76,8 +76,9 @@ class HubObserver:
     subscriber. Subclass and override what you need; every method does nothing here.
 
     Give it to the hub as ``observer=`` (or set `Hub.observer`). The hooks run in the
-    task that publishes, or in the subscriber's response: keep them quick, and do not
-    let them raise.
+    task that publishes, or in the subscriber's response: keep them quick. What a hook
+    raises is logged (the ``asgi_sse`` logger) and ignored: metrics never end a
+    subscription or fail a publish.
     """
 
     def on_publish(self, topic: str, event_id: str, size: int) -> None:

@@ -150,9 +150,7 @@ class Subscription:
                 self._pending = None
                 how = "closed"
         self._state = move(UNRESOLVED, STREAMING if self._end_reason is None else ENDED)
-        observer = self._core.observer
-        if observer is not None:
-            observer.on_subscribe(self.topics, how)
+        self._core.observe("on_subscribe", self.topics, how)
 
     def _first_frames(self, resolved: Resolved) -> SubscriptionStart:
         """Queue what goes before the logs' frames (a Reset, or the priming frame);
@@ -198,8 +196,7 @@ class Subscription:
                     self._several.skip_to_newest(topic)
         self._queue(reset_frame(reason, topics, self._current_id()))
         core.count_reset(reason)
-        if core.observer is not None:
-            core.observer.on_reset(topics, reason)
+        core.observe("on_reset", topics, reason)
 
     # -- handing out frames ------------------------------------------------------------------
 
@@ -400,9 +397,7 @@ class Subscription:
         return self._deliver(several.take(index, sequence))
 
     def _lag(self, topic: TopicLog, sequence: int) -> None:
-        observer = self._core.observer
-        if observer is not None:
-            observer.on_lag(topic.name, time() - topic.lag_samples[sequence])
+        self._core.observe("on_lag", topic.name, time() - topic.lag_samples[sequence])
 
     def delivered(self) -> tuple[int, int]:
         """The frames handed out so far, and their bytes (what the hub's counters add
@@ -495,6 +490,5 @@ class Subscription:
         self._end_response = None
         if self.owner is not None:
             core.disown(self.owner, self)
-        if core.observer is not None:
-            core.observer.on_end(self.topics, self._end_reason, self._delivered, self._size)
+        core.observe("on_end", self.topics, self._end_reason, self._delivered, self._size)
         self._topics = ()

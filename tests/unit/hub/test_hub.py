@@ -44,6 +44,7 @@ from asgi_sse._hub import log as hub_log
 from asgi_sse._protocol.cursor import parse_cursor, parse_position, source_key
 from asgi_sse.backends import HubBackend
 from asgi_sse.testing import connect
+from asgi_sse.types import ResetReason, SubscriptionEnd, SubscriptionStart
 from tests.support.redisutil import REDIS_URL, redis_prefix
 from tests.unit.hub.custom_backends import CountingBackend, DelegatingBackend, DictBackend
 
@@ -923,6 +924,51 @@ async def test_an_observer_raising_in_on_publish_does_not_fail_the_publish(
     assert hub.stats().published == 1
     assert "on_publish raised" in caplog.text
     sub.close()
+
+
+async def test_an_observer_raising_in_any_hook_changes_nothing_the_hub_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Metrics must not end a subscription: every hook that raises is logged, and the
+    streams, the resets and the counts go on as if it had not."""
+
+    class Broken(HubObserver):
+        lag_every = 1
+
+        def on_subscribe(self, topics: tuple[str, ...], how: SubscriptionStart) -> None:
+            raise RuntimeError("on_subscribe is down")
+
+        def on_reset(self, topics: tuple[str, ...], reason: ResetReason) -> None:
+            raise RuntimeError("on_reset is down")
+
+        def on_lag(self, topic: str, seconds: float) -> None:
+            raise RuntimeError("on_lag is down")
+
+        def on_end(
+            self, topics: tuple[str, ...], reason: SubscriptionEnd, events: int, size: int
+        ) -> None:
+            raise RuntimeError("on_end is down")
+
+    hub = Hub(observer=Broken())
+    async with hub:
+        app = SSEEndpoint(
+            lambda request: hub.subscribe("news", last_event_id=request.last_event_id)
+        )
+        async with connect(app) as live, connect(app, last_event_id="nope") as reset:
+            await live.wait_started()
+            assert (await reset.next_event()).event == "reset"
+            await hub.publish("news", "one")
+            assert (await live.next_event()).data == "one"
+            assert (await reset.next_event()).data == "one"
+            await hub.close("news")
+            await live.wait_finished()
+            await reset.wait_finished()
+        assert live.complete
+        assert reset.complete
+    stats = hub.stats()
+    assert (stats.subscribers, stats.resets) == (0, {"malformed": 1})
+    for hook in ("on_subscribe", "on_reset", "on_lag", "on_end"):
+        assert f"HubObserver.{hook} raised; ignored" in caplog.text
 
 
 async def test_memory_per_idle_subscriber_is_a_few_hundred_bytes() -> None:
