@@ -13,7 +13,10 @@ Uses redis's clients (the sync one for `Publisher.publish`, the asyncio one for
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
+import weakref
 from typing import Any
 
 import redis
@@ -39,7 +42,9 @@ class Publisher:
     over the wire as the very bytes, it would have had from `Hub.publish`; subscribers
     on every worker get it, and a client resumes across it. Safe to share between
     threads (`publish` and `close_topic`, on redis's connection pool); `apublish` and
-    `aclose_topic` use one asyncio client, made at their first call, for one event loop.
+    `aclose_topic` use an asyncio client per event loop, made at their first call on
+    it (a publisher made at import time serves every `asyncio.run()` of a script or a
+    task queue's worker).
 
     A publish is one round trip and never retried (an interrupted one is not appended
     twice); its return is the acknowledgement, as with the hub.
@@ -86,8 +91,11 @@ class Publisher:
         self._args = (str(maxlen).encode(), str(expire).encode())
         self._sync: Any = _sync_client(redis, timeout)
         self._sync_script: Any = self._sync.register_script(append_script())
-        self._async: Any = None
-        self._async_script: Any = None
+        # Per event loop: its asyncio client and the script registered on it (forgotten
+        # with the loop).
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]]
+        self._async = weakref.WeakKeyDictionary()
+        self._async_lock = threading.Lock()  # loops in several threads
 
     def __repr__(self) -> str:
         return f"Publisher({self.url!r}, prefix={self.prefix!r})"
@@ -137,7 +145,7 @@ class Publisher:
     # -- asyncio ----------------------------------------------------------------------------
 
     async def apublish(self, topic: str, event: Publishable) -> str:
-        """`publish` for asyncio code (one event loop per publisher).
+        """`publish` for asyncio code (any event loop: a client per loop).
 
         Returns:
             The event's id in its topic.
@@ -148,6 +156,8 @@ class Publisher:
             InvalidEventError: the event has an id, has no data, or cannot be encoded.
             TypeError: ``event`` is not an event or a str.
             HubUnavailable: Redis cannot be reached; nothing was published.
+            RuntimeError: not called on an asyncio event loop (on trio, call
+                `publish` in a worker thread).
         """
         head, tail = split_at_id(event)
         return await self._acall(topic, head, tail, close=False)
@@ -170,10 +180,13 @@ class Publisher:
             await self._acall(topic, b"", b"", close=True)
 
     async def adisconnect(self) -> None:
-        """Close the asyncio client's connections (made again at the next call)."""
-        client, self._async, self._async_script = self._async, None, None
-        if client is not None:
-            await client.aclose()
+        """Close the connections of this event loop's asyncio client (made again at the
+        next call); call it before the loop ends, or they are left to the garbage
+        collector."""
+        with self._async_lock:
+            made = self._async.pop(asyncio.get_running_loop(), None)
+        if made is not None:
+            await made[0].aclose()
 
     # -- the script ---------------------------------------------------------------------------
 
@@ -198,16 +211,31 @@ class Publisher:
 
     async def _acall(self, topic: str, head: bytes, tail: bytes, *, close: bool) -> str:
         keys, args = self._key_and_args(topic, head, tail, close)
-        if self._async_script is None:
-            self._async = _async_client(self.url, self.timeout)
-            self._async_script = self._async.register_script(append_script())
+        script = self._async_script()
         try:
-            entry_id: bytes = await self._async_script(keys=keys, args=args)
+            entry_id: bytes = await script(keys=keys, args=args)
         except ResponseError as exc:
             raise _refused(exc, topic) from None
         except DOWN as exc:
             raise HubUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
         return entry_id.decode()
+
+    def _async_script(self) -> Any:
+        """The append script on the running event loop's client (made on first use)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            msg = (
+                "Publisher.apublish and aclose_topic run on an asyncio event loop; "
+                "elsewhere (trio) call publish or close_topic in a worker thread"
+            )
+            raise RuntimeError(msg) from None
+        with self._async_lock:
+            made = self._async.get(loop)
+            if made is None:
+                client = _async_client(self.url, self.timeout)
+                made = self._async[loop] = (client, client.register_script(append_script()))
+        return made[1]
 
 
 def _refused(exc: ResponseError, topic: str) -> Exception:

@@ -10,8 +10,10 @@ redis's client does not run on trio.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from asgi_sse import Hub, HubUnavailable, InvalidEventError, ServerSentEvent, TopicClosed
@@ -189,6 +192,47 @@ async def test_apublish_writes_the_frames_and_ids_of_hub_publish_and_resumes(
     ]
     assert resumed == [(i, f"more {n}") for n, i in enumerate(more)]
     assert [i for i, _ in whole] == [from_hub, from_publisher, *more]
+
+
+def test_apublish_serves_every_event_loop(publisher: Publisher, redis_prefix: str) -> None:
+    """A publisher made once (at import time, say) serves each `asyncio.run()` of a
+    script or a task queue's worker, one after the other or at once in threads: each
+    loop gets its own client, not the first loop's (which failed: "Event loop is
+    closed")."""
+
+    async def publish_once(n: int) -> str:
+        try:
+            return await publisher.apublish("loops", f"loop {n}")
+        finally:
+            await publisher.adisconnect()
+
+    ids = [asyncio.run(publish_once(n)) for n in range(2)]
+    in_threads: dict[int, str] = {}
+
+    def in_a_thread(n: int) -> None:
+        in_threads[n] = asyncio.run(publish_once(n))
+
+    threads = [threading.Thread(target=in_a_thread, args=(n,)) for n in (2, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(in_threads) == [2, 3]
+    raw = redis.Redis.from_url(REDIS_URL)
+    try:
+        reply: Any = raw.xrange(f"{redis_prefix}t:loops")
+        stored = [entry_id.decode() for entry_id, _ in reply]
+    finally:
+        raw.close()
+    assert sorted(stored) == sorted([*ids, *in_threads.values()])
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_apublish_on_trio_says_to_publish_in_a_thread(publisher: Publisher) -> None:
+    with pytest.raises(RuntimeError, match="worker thread"):
+        await publisher.apublish("t", "x")
+    event_id = await anyio.to_thread.run_sync(publisher.publish, "t", "x")  # the advice
+    assert event_id
 
 
 async def test_what_a_publisher_refuses(publisher: Publisher) -> None:
