@@ -1,6 +1,6 @@
 """The hub's delivery path in one process: CPU per delivered event, next to a broadcaster.
 
-    python benchmarks/hub_profile.py [--subject hub|broadcaster] [--subs N] [--rounds R]
+    python benchmarks/hub_profile.py [--subject hub|broadcaster|watching] [--subs N] [--rounds R]
                                      [--batch B] [--profile] [--memory]
     python benchmarks/hub_profile.py --instructions [--subs N] [--batch B]
 
@@ -15,6 +15,9 @@ returns (the client never leaves), and one publisher in the same loop.
 - ``broadcaster``: the hand-written reference (`servers/minimal.py`'s `Broadcast`):
   the frame encoded once per publish, a shared `asyncio.Event` per wake-up, whatever
   is ready joined into one `send`; no watcher, no ids, no resume, no accounting.
+- ``watching``: the broadcaster plus what a hand-written app needs to notice a client
+  that leaves while it idles (the hub's responses do): a second task per connection
+  awaiting ``receive()``, which cancels the sender.
 
 A round: the publisher publishes ``--batch`` events (the hub's ``publish`` yields to the
 loop after each, as in the server; with ``--batch`` > 1 and ``--no-yield`` they all go
@@ -109,6 +112,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     async def receive() -> dict[str, Any]:
         return await asyncio.shield(never)  # the client never leaves
 
+    loop = asyncio.get_running_loop()
     publish: Callable[[int], Coroutine[Any, Any, None]]
     if args.subject == "hub":
         hub = Hub()
@@ -134,8 +138,25 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             async for body in channel.follow(start):
                 await counter.send({"type": "http.response.body", "body": body, "more_body": True})
 
+        async def watching_app() -> None:
+            # What a hand-written app that notices a client leaving while it idles adds:
+            # a task of its own awaiting `receive()`, which cancels the sender.
+            sender = asyncio.current_task()
+            assert sender is not None
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                sender.cancel()
+
+            watcher = loop.create_task(watch())
+            try:
+                await broadcast_app()
+            finally:
+                watcher.cancel()
+
         def app() -> Coroutine[Any, Any, None]:
-            return broadcast_app()
+            return watching_app() if args.subject == "watching" else broadcast_app()
 
         async def publish_broadcast(seq: int) -> None:
             channel.publish(manual_frame(make_payload(seq), seq))
@@ -145,7 +166,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         publish = publish_broadcast
         per_sub_setup = 0
 
-    loop = asyncio.get_running_loop()
     gc.collect()
     objects_before = len(gc.get_objects())
     if args.memory:
@@ -288,14 +308,15 @@ def instructions_per_event(args: argparse.Namespace) -> dict[str, Any]:
         small, small_events = instructions(argv, args.rounds)
         large, large_events = instructions(argv, args.rounds * 4)
         result[subject] = round((large - small) / (large_events - small_events))
-    if "hub" in result and "broadcaster" in result:
-        result["ratio"] = round(result["hub"] / result["broadcaster"], 3)
+    for reference in ("broadcaster", "watching"):
+        if "hub" in result and reference in result:
+            result[f"ratio_to_{reference}"] = round(result["hub"] / result[reference], 3)
     return result
 
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subject", choices=("hub", "broadcaster"), default="hub")
+    parser.add_argument("--subject", choices=("hub", "broadcaster", "watching"), default="hub")
     parser.add_argument("--subs", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
