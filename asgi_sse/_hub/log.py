@@ -17,6 +17,7 @@ never the ASGI layer or the rest of the hub.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Sequence
 from time import monotonic, time
@@ -29,6 +30,9 @@ from .._protocol.frames import IdFrame, frame_id, frame_with_id, id_line
 from .observer import HubObserver
 
 __all__ = ("NOTHING_LOST", "BackfillOutcome", "TopicLog")
+
+_log = logging.getLogger("asgi_sse")
+_told_bad_rate: set[int] = set()  # the observers (by id) whose odd lag_every was logged
 
 NOTHING_LOST = -(1 << 62)
 """`TopicLog.lost_through` of a log that never lost an event."""
@@ -176,8 +180,23 @@ class TopicLog:
     @property
     def lag_every(self) -> int:
         """Every how many events one has its publish time kept now (0: none), as
-        ``lag_rate`` says."""
-        return self.lag_rate.lag_every
+        ``lag_rate`` says; 0 when it says anything but a non-negative int (logged once
+        per observer): an observer's mistake never fails a publish."""
+        rate = self.lag_rate
+        try:
+            every = rate.lag_every
+        except Exception:
+            every = None
+        if type(every) is int and every >= 0:
+            return every
+        if id(rate) not in _told_bad_rate:
+            _told_bad_rate.add(id(rate))
+            _log.error(
+                "asgi_sse: HubObserver.lag_every is %r, not a non-negative int: "
+                "no delivery lag is measured",
+                every,
+            )
+        return 0
 
     # -- changing ---------------------------------------------------------------------------
 
@@ -209,7 +228,7 @@ class TopicLog:
         frames.append(stored)
         self.newest += 1
         self.bytes_held += len(frame)
-        every = self.lag_rate.lag_every  # read per event: it may change at any time
+        every = self.lag_every  # read per event: it may change at any time
         if every and self.newest % every == 0:
             self.lag_samples[self.newest] = time() if published_at is None else published_at
         while len(frames) > self.max_events or (
@@ -307,8 +326,10 @@ class TopicLog:
 
     def measure_lag_every(self, every: int | HubObserver) -> None:
         """Keep the publish time of one event in ``every`` (0: none) from now on, or in
-        as many as the observer's ``lag_every`` says at each append."""
+        as many as the observer's ``lag_every`` says at each append. The samples kept
+        so far are forgotten: they were taken for the observer before."""
         self.lag_rate = _lag_rate(every)
+        self.lag_samples.clear()
 
     def mark_used(self) -> None:
         """The log was used now (it expires ``expire_after`` seconds after that)."""

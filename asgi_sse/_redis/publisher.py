@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import weakref
 from typing import Any
 
 import redis
@@ -43,8 +42,8 @@ class Publisher:
     on every worker get it, and a client resumes across it. Safe to share between
     threads (`publish` and `close_topic`, on redis's connection pool); `apublish` and
     `aclose_topic` use an asyncio client per event loop, made at their first call on
-    it (a publisher made at import time serves every `asyncio.run()` of a script or a
-    task queue's worker).
+    it and closed as that loop shuts down (a publisher made at import time serves every
+    `asyncio.run()` of a script or a task queue's worker).
 
     A publish is one round trip and never retried (an interrupted one is not appended
     twice); its return is the acknowledgement, as with the hub.
@@ -91,10 +90,9 @@ class Publisher:
         self._args = (str(maxlen).encode(), str(expire).encode())
         self._sync: Any = _sync_client(redis, timeout)
         self._sync_script: Any = self._sync.register_script(append_script())
-        # Per event loop: its asyncio client and the script registered on it (forgotten
-        # with the loop).
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]]
-        self._async = weakref.WeakKeyDictionary()
+        # Per event loop: its asyncio client, the script registered on it, and the
+        # async generator that closes the client when the loop shuts down (`_on_loop`).
+        self._async: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._async_lock = threading.Lock()  # loops in several threads
 
     def __repr__(self) -> str:
@@ -181,12 +179,16 @@ class Publisher:
 
     async def adisconnect(self) -> None:
         """Close the connections of this event loop's asyncio client (made again at the
-        next call); call it before the loop ends, or they are left to the garbage
-        collector."""
+        next call). `asyncio.run()` does it itself as the loop shuts down; a loop closed
+        without that leaves them to the garbage collector.
+
+        Raises:
+            RuntimeError: not called on an asyncio event loop.
+        """
         with self._async_lock:
-            made = self._async.pop(asyncio.get_running_loop(), None)
+            made = self._async.get(_running_loop())
         if made is not None:
-            await made[0].aclose()
+            await made.closer.aclose()  # its finally closes the client
 
     # -- the script ---------------------------------------------------------------------------
 
@@ -211,7 +213,7 @@ class Publisher:
 
     async def _acall(self, topic: str, head: bytes, tail: bytes, *, close: bool) -> str:
         keys, args = self._key_and_args(topic, head, tail, close)
-        script = self._async_script()
+        script = await self._async_script()
         try:
             entry_id: bytes = await script(keys=keys, args=args)
         except ResponseError as exc:
@@ -220,22 +222,59 @@ class Publisher:
             raise HubUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
         return entry_id.decode()
 
-    def _async_script(self) -> Any:
+    async def _async_script(self) -> Any:
         """The append script on the running event loop's client (made on first use)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            msg = (
-                "Publisher.apublish and aclose_topic run on an asyncio event loop; "
-                "elsewhere (trio) call publish or close_topic in a worker thread"
-            )
-            raise RuntimeError(msg) from None
+        loop = _running_loop()
         with self._async_lock:
             made = self._async.get(loop)
+            new = made is None
             if made is None:
+                # A loop closed without shutting down its async generators: its client's
+                # connections are left to the garbage collector.
+                for closed in [other for other in self._async if other.is_closed()]:
+                    del self._async[closed]
                 client = _async_client(self.url, self.timeout)
-                made = self._async[loop] = (client, client.register_script(append_script()))
-        return made[1]
+                made = _LoopClient(client, client.register_script(append_script()))
+                made.closer = self._on_loop(loop, made)
+                self._async[loop] = made
+        if new:
+            await made.closer.asend(None)  # started: the loop now holds it till shutdown
+        return made.script
+
+    async def _on_loop(self, loop: asyncio.AbstractEventLoop, made: _LoopClient) -> Any:
+        """Held by ``loop`` (asyncio keeps the async generators started on it) until it
+        shuts them down - `asyncio.run()` does before it closes the loop -, or until
+        `adisconnect`: then the client is forgotten and its connections closed."""
+        try:
+            yield
+        finally:
+            with self._async_lock:
+                if self._async.get(loop) is made:
+                    del self._async[loop]
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(made.client.aclose(), self.timeout)
+
+
+class _LoopClient:
+    """An event loop's asyncio client, its append script, and what closes the client."""
+
+    __slots__ = ("client", "closer", "script")
+
+    def __init__(self, client: Any, script: Any) -> None:
+        self.client = client
+        self.script = script
+        self.closer: Any = None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        msg = (
+            "Publisher's asyncio methods run on an asyncio event loop; elsewhere (trio) "
+            "call publish or close_topic in a worker thread"
+        )
+        raise RuntimeError(msg) from None
 
 
 def _refused(exc: ResponseError, topic: str) -> Exception:

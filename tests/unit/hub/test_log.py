@@ -115,9 +115,12 @@ def test_lag_samples_follow_the_events_they_time() -> None:
     log.append("r-3", b"", b"data: x\n\n", published_at=12.5)
     log.append("r-4", b"", b"data: x\n\n", published_at=13.5)
     assert log.lag_samples == {4: 13.5}  # 2 left the log with its event
+    # Another rate (another observer): the samples taken for the one before are
+    # forgotten, so an observer that says never (0) is never told a lag.
     log.measure_lag_every(0)
+    assert log.lag_samples == {}
     log.append("r-5", b"", b"data: x\n\n")
-    assert log.lag_samples == {4: 13.5}
+    assert log.lag_samples == {}
 
 
 async def test_a_change_wakes_single_and_multi_topic_waiters() -> None:

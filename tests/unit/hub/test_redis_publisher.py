@@ -11,9 +11,12 @@ redis's client does not run on trio.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import threading
+import warnings
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -194,6 +197,15 @@ async def test_apublish_writes_the_frames_and_ids_of_hub_publish_and_resumes(
     assert [i for i, _ in whole] == [from_hub, from_publisher, *more]
 
 
+def stored_ids(prefix: str, topic: str) -> list[str]:
+    raw = redis.Redis.from_url(REDIS_URL)
+    try:
+        reply: Any = raw.xrange(f"{prefix}t:{topic}")
+        return [entry_id.decode() for entry_id, _ in reply]
+    finally:
+        raw.close()
+
+
 def test_apublish_serves_every_event_loop(publisher: Publisher, redis_prefix: str) -> None:
     """A publisher made once (at import time, say) serves each `asyncio.run()` of a
     script or a task queue's worker, one after the other or at once in threads: each
@@ -218,13 +230,31 @@ def test_apublish_serves_every_event_loop(publisher: Publisher, redis_prefix: st
     for thread in threads:
         thread.join(timeout=10)
     assert sorted(in_threads) == [2, 3]
-    raw = redis.Redis.from_url(REDIS_URL)
-    try:
-        reply: Any = raw.xrange(f"{redis_prefix}t:loops")
-        stored = [entry_id.decode() for entry_id, _ in reply]
-    finally:
-        raw.close()
+    stored = stored_ids(redis_prefix, "loops")
     assert sorted(stored) == sorted([*ids, *in_threads.values()])
+
+
+def test_a_loop_closed_by_hand_is_let_go_at_the_next_call(
+    publisher: Publisher, redis_prefix: str
+) -> None:
+    """`asyncio.run()` closes a loop's client as the loop shuts down; a loop closed by
+    hand (no `shutdown_asyncgens`) cannot, so the next call forgets it and leaves its
+    connections to the garbage collector: nothing closed is kept."""
+    loop = asyncio.new_event_loop()
+    first = loop.run_until_complete(publisher.apublish("by-hand", "one"))
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+
+    async def publish_once() -> str:
+        return await publisher.apublish("by-hand", "two")
+
+    second = asyncio.run(publish_once())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the abandoned sockets
+        gc.collect()
+    assert gone() is None
+    assert stored_ids(redis_prefix, "by-hand") == [first, second]
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
