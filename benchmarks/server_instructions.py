@@ -43,7 +43,7 @@ READY_TIMEOUT = 120.0  # start-up under valgrind: ~5 s here
 STOP_TIMEOUT = 60.0
 
 
-def _wait_accepting(process: subprocess.Popen[bytes], port: int) -> None:
+def _wait_accepting(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while process.poll() is None and time.monotonic() < deadline:
         try:
@@ -51,7 +51,9 @@ def _wait_accepting(process: subprocess.Popen[bytes], port: int) -> None:
                 return
         except OSError:
             time.sleep(0.1)  # poll interval
-    raise BenchProcessError(f"the server under valgrind is not accepting on {port}")
+    how = "did not accept in time" if process.poll() is None else f"exited ({process.poll()})"
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    raise BenchProcessError(f"the server under valgrind {how}; {log} ends:\n{tail}")
 
 
 def server_instructions(server: str, n: int, log_dir: Path) -> int:
@@ -78,7 +80,7 @@ def server_instructions(server: str, n: int, log_dir: Path) -> int:
             env={**os.environ, "PYTHONHASHSEED": "0"},
         )
     try:
-        _wait_accepting(process, port)
+        _wait_accepting(process, port, log)
         loadgen = [sys.executable, str(HERE / "loadgen.py"), "burst", "--port", str(port)]
         loadgen += ["--sep", SEPARATOR.get(server, "lf")]
         result = run_json([*loadgen, "--n", str(n)], timeout=600)
@@ -106,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="2000,22000", help="two burst sizes")
     parser.add_argument("--log-dir", default=str(HERE / "out" / "server_instructions"))
     args = parser.parse_args(argv)
+    # `timeout` (CI) sends SIGTERM: exit through the `finally`s, which stop the server
+    # and the load generator this script started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     servers = args.servers.split(",")
     small, large = (int(size) for size in args.sizes.split(","))
     log_dir = Path(args.log_dir)
