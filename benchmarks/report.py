@@ -238,11 +238,12 @@ _HUB_SUBSCRIBER_PATH = (
 _HUB_P99 = (
     "p99 is the tail of one 10 Hz tick's wake-ups, so it moves with the machine: at "
     "1,000 subscribers it measured 1.11x in the full run at ac565c6 and 1.38x in the "
-    "next one, with the CPU per event within the bound in both. A likely cause, not "
-    "measured for the hub: it keeps more long-lived objects per subscriber (49 against "
-    "11: `python benchmarks/hub_profile.py --memory`), and a full garbage collection, a "
-    "pause every subscriber waits out, takes longer the more there are (with GC off, "
-    "the plain fan-out's p99 ratio went from 1.83x to 1.15x). The cost per event: "
+    "next one, with the CPU per event within the bound in both. The excess is the "
+    "garbage collector's full collections, which every subscriber waits out: in two "
+    "rounds at 1,000 subscribers the hub's p99 was 43.4 / 57.2 ms against `minimal`'s "
+    "16.8 / 14.3, and 17.3 / 16.9 ms with the server's collector off (`BENCH_NO_GC=1`); "
+    "`gc.freeze()` after the app's imports brought it to 24.6 / 24.3 ms (docs: "
+    "explanation/performance.md). The cost per event: "
 )
 _HUB_SATURATED = (
     "at 5,000 subscribers x 10 Hz the hub needs about all of the one core it has (its "
@@ -476,7 +477,9 @@ TARGETS: tuple[Target, ...] = (
         "minimal@5000",
         1.3,
         True,
-        _HUB_SATURATED + _HUB_SUBSCRIBER_PATH,
+        "at 5,000 subscribers x 10 Hz the hub needs most of the one core it has, so its "
+        "latency follows its CPU, and each full garbage collection walks five times as "
+        "many subscribers' objects as at 1,000. At 1,000: " + _HUB_P99 + _HUB_SUBSCRIBER_PATH,
     ),
     Target(
         "hub fan-out, 5,000 subscribers: keeps up (delivered / published events, "
