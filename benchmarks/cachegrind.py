@@ -15,7 +15,10 @@ import re
 import subprocess
 import sys
 
-__all__ = ("SCOPE", "count")
+__all__ = ("SCOPE", "VALGRIND", "count", "instruction_count")
+
+#: The command that runs a program under cachegrind, counting instructions only.
+VALGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null")
 
 #: The HTTP scope of an in-process SSE request (GET, `Accept: text/event-stream`).
 SCOPE = {
@@ -39,18 +42,16 @@ def count(script: str, *argv: str, fixed_hash_seed: bool = True) -> tuple[int, s
     ``fixed_hash_seed``: PYTHONHASHSEED=0, since str hashes move dict probes, and so
     the counts, by 1-2 %.
     """
-    command = [
-        "valgrind",
-        "--tool=cachegrind",
-        "--cache-sim=no",
-        "--cachegrind-out-file=/dev/null",
-        sys.executable,
-        os.path.abspath(script),
-        *argv,
-    ]
+    command = [*VALGRIND, sys.executable, os.path.abspath(script), *argv]
     env = {**os.environ, "PYTHONHASHSEED": "0"} if fixed_hash_seed else None
     done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-    refs = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    refs = instruction_count(done.stderr)
     if refs is None:
         raise RuntimeError(f"no instruction count in valgrind's output: {done.stderr[-2000:]}")
-    return int(refs.group(1).replace(",", "")), done.stdout
+    return refs, done.stdout
+
+
+def instruction_count(valgrind_output: str) -> int | None:
+    """The ``I refs`` total of cachegrind's summary (None if it is not there)."""
+    refs = re.search(r"I\s+refs:\s+([\d,]+)", valgrind_output)
+    return None if refs is None else int(refs.group(1).replace(",", ""))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from cachegrind import VALGRIND, instruction_count
 from procs import SERVER_CPU, BenchProcessError, free_port, pinned, run_json
 from run import SEPARATOR
 
@@ -60,16 +60,7 @@ def server_instructions(server: str, n: int, log_dir: Path) -> int:
     """Instructions of the server process that served one burst of ``n`` events."""
     port = free_port()
     log = log_dir / f"{server}-{n}.valgrind.log"
-    command = [
-        "valgrind",
-        "--tool=cachegrind",
-        "--cache-sim=no",
-        "--cachegrind-out-file=/dev/null",
-        sys.executable,
-        str(HERE / "launch.py"),
-        server,
-        str(port),
-    ]
+    command = [*VALGRIND, sys.executable, str(HERE / "launch.py"), server, str(port)]
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             pinned(command, SERVER_CPU),
@@ -94,10 +85,10 @@ def server_instructions(server: str, n: int, log_dir: Path) -> int:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_TIMEOUT)
-    refs = re.search(r"I\s+refs:\s+([\d,]+)", log.read_text(errors="replace"))
+    refs = instruction_count(log.read_text(errors="replace"))
     if refs is None:
         raise BenchProcessError(f"no instruction count in {log}")
-    return int(refs.group(1).replace(",", ""))
+    return refs
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
-"""Review of `Publisher`'s asyncio clients per event loop (a WeakKeyDictionary under a
-threading.Lock): loops closed without `adisconnect`, uvloop, `asyncio.run` twice, loops
-in threads at once, concurrent first calls on one loop, trio, and the sync `publish`.
+"""Review of `Publisher`'s asyncio clients per event loop (each closed as its loop shuts
+down): loops closed without `adisconnect`, uvloop, `asyncio.run` twice, loops in
+threads at once, concurrent first calls on one loop, trio, and the sync `publish`.
 
 Most tests drive their own event loops (`asyncio.run`), so they are plain sync tests;
 the trio ones run on anyio's trio backend. Every wait is bounded.
@@ -19,30 +19,14 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-import redis
 
 from asgi_sse.redis import Publisher
 from tests.support.redisutil import REDIS_URL, redis_prefix
+from tests.unit.hub.test_redis_publisher import publisher, stored_ids
 
-__all__ = ("redis_prefix",)  # a fixture, imported to be found here
+__all__ = ("publisher", "redis_prefix")  # fixtures, imported to be found here
 
 pytestmark = [pytest.mark.timeout(30)]
-
-
-@pytest.fixture
-def publisher(redis_prefix: str) -> Any:
-    made = Publisher(REDIS_URL, prefix=redis_prefix)
-    yield made
-    made.disconnect()
-
-
-def stored_ids(prefix: str, topic: str) -> list[str]:
-    raw = redis.Redis.from_url(REDIS_URL)
-    try:
-        reply: Any = raw.xrange(f"{prefix}t:{topic}")
-        return [entry_id.decode() for entry_id, _ in reply]
-    finally:
-        raw.close()
 
 
 def open_fds() -> int:
