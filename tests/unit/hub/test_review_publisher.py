@@ -35,14 +35,15 @@ def open_fds() -> int:
 
 @pytest.fixture
 def leaky_publisher(redis_prefix: str) -> Any:
-    """A publisher whose loops end without adisconnect: what they leave is let go (with
-    its ResourceWarnings silenced) at the end of the test, not in a later one's GC."""
+    """A publisher whose loops end without adisconnect: if anything were left (a loop
+    closed by hand), it is let go with its ResourceWarnings silenced at the end of the
+    test, not in a later one's garbage collection."""
     made = Publisher(REDIS_URL, prefix=redis_prefix)
     yield made
     made.disconnect()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        made._async.clear()  # the closed loops' clients (the finding: nothing else does)
+        made._async.clear()  # clients of loops that never shut down, if any
         gc.collect()
 
 
@@ -50,11 +51,10 @@ def leaky_publisher(redis_prefix: str) -> Any:
 
 
 def test_a_loop_closed_without_adisconnect_is_let_go(leaky_publisher: Publisher) -> None:
-    """adisconnect's docstring: without it the connections "are left to the garbage
-    collector". They are not: the per-loop value (client -> pool -> connection ->
-    StreamReader) holds the loop strongly, so the WeakKeyDictionary's key never dies.
-    A task-queue worker doing one `asyncio.run()` per task keeps every loop and one
-    Redis connection (a file descriptor) per task, forever."""
+    """A task-queue worker doing one `asyncio.run()` per task, without adisconnect: the
+    review found every loop and one Redis connection (a file descriptor) per task kept
+    forever (the per-loop client held its loop, so a WeakKeyDictionary never let go).
+    Now each loop's client is closed as `asyncio.run()` shuts the loop down."""
     loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
 
     async def publish_once(n: int) -> str:
@@ -75,8 +75,8 @@ def test_a_loop_closed_without_adisconnect_is_let_go(leaky_publisher: Publisher)
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 @pytest.mark.anyio
 async def test_adisconnect_on_trio_says_what_to_do(publisher: Publisher) -> None:
-    """apublish and aclose_topic on trio raise the clear RuntimeError; adisconnect raises
-    asyncio's bare "no running event loop"."""
+    """Like apublish and aclose_topic, adisconnect on trio raises the clear RuntimeError
+    (it raised asyncio's bare "no running event loop")."""
     with pytest.raises(RuntimeError, match="worker thread"):
         await publisher.adisconnect()
 
