@@ -127,7 +127,16 @@ class Reader:
             log = self.logs.get(key)
             if log is None or (logs is not None and logs.get(key) is not log):
                 continue  # forgotten meanwhile (and maybe followed again, afresh)
-            self.last_read[key] = self._feed_log(log, self.last_read[key], entries)
+            try:
+                self.last_read[key] = self._feed_log(log, self.last_read[key], entries)
+            except Exception:
+                # Whatever failed, it must not end the reader: every topic it reads would
+                # go silent while publishes still succeed. What this read brought for
+                # the topic is skipped (never appended twice) and told as a gap: its
+                # subscribers get a Reset, the topic goes on from the next entry.
+                _log.exception("feeding %r from its stream failed; skipped as a gap", log.name)
+                self.last_read[key] = entries[-1][0]
+                self.on_gap(log, entries[-1][0])
 
     def _feed_log(self, log: TopicLog, last: bytes, entries: list[Any]) -> bytes:
         """Append ``entries`` (read after ``last``) to ``log``, a log's worth at most;

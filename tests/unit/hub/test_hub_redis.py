@@ -944,6 +944,37 @@ async def test_a_key_of_another_type_does_not_stall_the_other_topics_of_its_read
         assert ids(await take(good, 1)) == [event_id]
 
 
+async def test_a_failure_feeding_one_topic_is_a_gap_not_the_end_of_its_reader(
+    hubs: Hubs, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever fails while the reader puts a topic's entries into its log (a bug, an
+    observer's odd value once did), the reader goes on: the topics it reads with that
+    one keep flowing, and that topic's subscribers get a Reset, then its next events -
+    nothing appended twice."""
+    b = await hubs()
+    broken = await prepared(b, "broken")
+    fine = await prepared(b, "fine")
+    ready(broken)
+    ready(fine)
+    append = TopicLog.append
+    failures = [RuntimeError("a bug in the log")]
+
+    def append_once_broken(log: TopicLog, *args: Any, **kwargs: Any) -> bytes:
+        if log.name == "broken" and failures:
+            raise failures.pop()
+        return append(log, *args, **kwargs)
+
+    monkeypatch.setattr(TopicLog, "append", append_once_broken)
+    lost = await b.publish("broken", "lost")
+    (frame,) = await take(broken, 1)
+    assert reset_info(frame) == {"reason": "gone", "topics": ["broken"], "resume_from": lost}
+    for topic, sub in (("fine", fine), ("broken", broken)):
+        event_id = await b.publish(topic, f"{topic} goes on")
+        assert ids(await take(sub, 1)) == [event_id]
+    assert "feeding 'broken' from its stream failed" in caplog.text
+    assert backend_of(b).gaps == 1
+
+
 # -- the backend's options ----------------------------------------------------------------------
 
 
