@@ -17,7 +17,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -232,6 +232,32 @@ def test_apublish_serves_every_event_loop(publisher: Publisher, redis_prefix: st
     assert sorted(in_threads) == [2, 3]
     stored = stored_ids(redis_prefix, "loops")
     assert sorted(stored) == sorted([*ids, *in_threads.values()])
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        pytest.param(asyncio.run, id="asyncio.run"),
+        pytest.param(lambda main: pytest.importorskip("uvloop").run(main), id="uvloop.run"),
+        pytest.param(lambda main: anyio.run(lambda: main), id="anyio.run"),
+    ],
+)
+def test_a_loop_s_client_is_closed_as_the_loop_shuts_down(
+    publisher: Publisher, run: Callable[[Coroutine[Any, Any, str]], str]
+) -> None:
+    """Without adisconnect, whichever runner ends the loop closes its client (the
+    runners finalise the loop's async generators first): no connection is left open
+    (a ResourceWarning would fail this test) and no loop is kept."""
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def publish_once() -> str:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        return await publisher.apublish("runners", "x")
+
+    assert run(publish_once())
+    gc.collect()
+    assert [ref() for ref in loops] == [None]
+    assert not publisher._async
 
 
 def test_a_loop_closed_by_hand_is_let_go_at_the_next_call(
