@@ -55,6 +55,18 @@ def odd_observers() -> list[Any]:
     ]
 
 
+async def call_every_hook(hub: Hub) -> None:
+    """Make ``hub`` call each hook once: a Reset (an unreadable id) on subscribing, a
+    publish taken (sampled for its lag), and the end."""
+    async with hub:
+        sub = hub.subscribe("news", last_event_id="nope")
+        await sub.prepare_stream()
+        assert sub.next_ready() is not None  # the Reset
+        await hub.publish("news", "x")
+        assert sub.next_ready() is not None
+        sub.close()
+
+
 # -- what the review found (fixed) -----------------------------------------------
 
 
@@ -169,13 +181,7 @@ async def test_hooks_as_instance_attributes_are_called(
         on_end=lambda *a: calls.append("end"),
     )
     hub = Hub(observer=observer)  # type: ignore[arg-type]
-    async with hub:
-        sub = hub.subscribe("news", last_event_id="nope")
-        await sub.prepare_stream()
-        assert sub.next_ready() is not None  # the Reset
-        await hub.publish("news", "x")
-        assert sub.next_ready() is not None
-        sub.close()
+    await call_every_hook(hub)
     assert calls == ["reset", "subscribe", "publish", "lag", "end"]
     assert "raised" not in caplog.text
 
@@ -327,13 +333,7 @@ async def test_otel_metrics_with_a_raising_labeler_changes_nothing(
 
     metrics = SSEMetrics(topics=labeler, lag_every=1)
     hub = metrics.instrument_hub(Hub())
-    async with hub:
-        sub = hub.subscribe("news", last_event_id="nope")
-        await sub.prepare_stream()
-        assert sub.next_ready() is not None  # the Reset
-        await hub.publish("news", "x")
-        assert sub.next_ready() is not None
-        sub.close()
+    await call_every_hook(hub)
     for hook in ("on_publish", "on_subscribe", "on_reset", "on_lag", "on_end"):
         assert f"HubObserver.{hook} raised; ignored" in caplog.text
 
